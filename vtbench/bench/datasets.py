@@ -1,0 +1,280 @@
+"""Datasets: the builtin set, a local folder of images, and manifests (hub datasets or folders).
+
+Every dataset yields `Sample`s whose ``load(resolution)`` returns a PIL image (procedural images render
+at the requested resolution; files are read as they are). `batches` turns samples into uint8 tensors
+at the evaluation resolution (short side resized with antialiasing, centre crop), decodes in worker
+threads, and reports and skips files that fail to load instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import builtin
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+MANIFEST_DIRS = (Path(__file__).resolve().parents[2] / "data_manifests",
+                 Path(sys.prefix) / "share" / "vtbench" / "data_manifests")
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset cannot be read here (missing files, no network for a hub dataset)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    load: Callable[[int], Image.Image]
+    meta: dict = field(default_factory=dict)  # e.g. {"text": ground truth}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    id: str
+    reason: str
+
+
+class Dataset:
+    name: str
+    description: str = ""
+
+    def samples(self, subset: str) -> list[Sample]:
+        """Samples for a task's subset (``photos``, ``detail``, ``text``); datasets without subsets return all."""
+        raise NotImplementedError
+
+    def skipped(self) -> list[Skipped]:
+        """Entries rejected before loading (e.g. non-image files in a folder)."""
+        return []
+
+
+# --- builtin --------------------------------------------------------------------------------------
+class BuiltinDataset(Dataset):
+    name = "builtin"
+    description = "scikit-image photographs, procedural fine detail, rendered text with ground truth (offline)"
+
+    def samples(self, subset: str) -> list[Sample]:
+        if subset == "photos":
+            return [Sample(f"photo/{n}", lambda r, n=n: builtin.skimage_photo(n), {"source": "scikit-image"})
+                    for n in builtin.COLOUR_PHOTOS + builtin.GREY_PHOTOS]
+        if subset == "detail":
+            procedural = [Sample(f"detail/{n}", lambda r, fn=fn: fn(r), {"source": "procedural"})
+                          for n, fn in builtin.PROCEDURAL.items()]
+            textures = [Sample(f"texture/{n}", lambda r, n=n: builtin.skimage_photo(n), {"source": "scikit-image"})
+                        for n in builtin.TEXTURE_PHOTOS]
+            return procedural + textures
+        if subset == "text":
+            return [Sample(f"text/{i:02d}_s{size}_l{lines}", lambda r, i=i: _text_image(r, i), {"source": "rendered"})
+                    for i, (size, lines, _) in enumerate(builtin.TEXT_LAYOUTS)]
+        raise KeyError(f"builtin has no subset {subset!r}; it has photos, detail, text")
+
+
+def _text_image(resolution: int, index: int) -> Image.Image:
+    """Rendered text; its ground truth depends on the resolution, so it travels in ``img.info["text"]``."""
+    img, truth = builtin.rendered_text(resolution, index)
+    img.info["text"] = truth
+    return img
+
+
+# --- local folders --------------------------------------------------------------------------------
+def _open_image(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float64)
+            im = Image.fromarray(np.clip(arr / max(arr.max(), 1) * 255, 0, 255).astype(np.uint8))
+        return im.convert("RGB")
+
+
+class FolderDataset(Dataset):
+    """Every image file below a folder (sorted). ``name.txt`` beside ``name.png`` is its ground-truth text."""
+
+    def __init__(self, root: str | os.PathLike, name: str | None = None):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DatasetUnavailable(f"dataset folder {self.root} does not exist")
+        self.name = name or f"folder:{self.root.resolve().name}"
+        self.description = f"images under {self.root}"
+        files = sorted(p for p in self.root.rglob("*") if p.is_file())
+        self._images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        stems = {p.with_suffix("") for p in self._images}
+        self._skipped = [Skipped(str(p.relative_to(self.root)), "not an image file (by extension)")
+                         for p in files if p.suffix.lower() not in IMAGE_SUFFIXES
+                         and not (p.suffix == ".txt" and p.with_suffix("") in stems)]
+
+    def samples(self, subset: str) -> list[Sample]:
+        out = []
+        for p in self._images:
+            truth = p.with_suffix(".txt")
+            meta = {"source": str(p)}
+            if truth.is_file():
+                meta["text"] = truth.read_text(encoding="utf-8").strip()
+            out.append(Sample(str(p.relative_to(self.root)), lambda r, p=p: _open_image(p), meta))
+        return out
+
+    def skipped(self) -> list[Skipped]:
+        return list(self._skipped)
+
+
+# --- manifests ------------------------------------------------------------------------------------
+def find_manifest(name: str) -> Path | None:
+    p = Path(name)
+    if p.suffix == ".json" and p.is_file():
+        return p
+    for d in MANIFEST_DIRS:
+        if (d / f"{name}.json").is_file():
+            return d / f"{name}.json"
+    return None
+
+
+def list_manifests() -> list[str]:
+    names = set()
+    for d in MANIFEST_DIRS:
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.json"))
+    return sorted(names)
+
+
+class HubDataset(Dataset):
+    """A Hugging Face dataset named by a manifest: ``repo_id``, ``config``, ``split``, ``image_column``."""
+
+    def __init__(self, manifest: dict):
+        self.manifest = manifest
+        self.name = manifest["name"]
+        self.description = manifest.get("description", "")
+
+    def _load(self):
+        try:
+            import datasets
+        except ImportError:
+            raise ImportError("hub datasets need the `datasets` package: pip install 'vtbench[bench]'") from None
+        from ..tokenizers.weights import _hub_reachable
+
+        m = self.manifest
+        offline = os.environ.get("HF_DATASETS_OFFLINE", "0") in ("1", "true", "yes")
+        if not offline and not _hub_reachable():
+            raise DatasetUnavailable(
+                f"dataset {self.name} ({m['repo_id']}, config {m.get('config')}) needs the Hugging Face Hub, which "
+                "cannot be reached from here. If it is in your datasets cache, set HF_DATASETS_OFFLINE=1; or save "
+                "its images to a folder and pass --dataset /path/to/folder"
+            )
+        try:
+            return datasets.load_dataset(m["repo_id"], m.get("config"), split=m.get("split", "train"),
+                                         revision=m.get("revision"))
+        except Exception as e:
+            raise DatasetUnavailable(f"could not load {self.name} from {m['repo_id']}: {type(e).__name__}: {e}") from None
+
+    def samples(self, subset: str) -> list[Sample]:
+        ds = self._load()
+        col, text_col = self.manifest.get("image_column", "image"), self.manifest.get("text_column")
+
+        def load(i):
+            return lambda r: ds[i][col].convert("RGB")
+
+        return [Sample(f"{i:06d}", load(i), {"text": ds[i][text_col]} if text_col else {}) for i in range(len(ds))]
+
+
+def load_manifest(path: Path) -> Dataset:
+    manifest = json.loads(path.read_text())
+    kind = manifest.get("kind")
+    if kind == "hf":
+        return HubDataset(manifest)
+    if kind == "folder":
+        root = Path(os.path.expandvars(manifest["root"])).expanduser()
+        if not root.is_absolute():
+            root = path.parent / root
+        return FolderDataset(root, name=manifest["name"])
+    raise ValueError(f"manifest {path} has unknown kind {kind!r} (expected 'hf' or 'folder')")
+
+
+def get_dataset(spec: str) -> Dataset:
+    """``builtin``, a folder path, a manifest name from data_manifests/, or a manifest .json path."""
+    if spec == "builtin":
+        return BuiltinDataset()
+    manifest = find_manifest(spec)
+    if manifest is not None:
+        return load_manifest(manifest)
+    if Path(spec).expanduser().is_dir():
+        return FolderDataset(spec)
+    raise DatasetUnavailable(
+        f"unknown dataset {spec!r}: not 'builtin', not a folder, and no manifest of that name "
+        f"(manifests: {', '.join(list_manifests()) or 'none'})"
+    )
+
+
+# --- preprocessing and batching -------------------------------------------------------------------
+def to_square(img: Image.Image, resolution: int) -> np.ndarray:
+    """Resize the short side to ``resolution`` (antialiased bicubic) and centre-crop: uint8 (R, R, 3)."""
+    w, h = img.size
+    if (w, h) != (resolution, resolution):
+        scale = resolution / min(w, h)
+        nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+        img = img.resize((nw, nh), Image.BICUBIC, reducing_gap=None)
+        left, top = (nw - resolution) // 2, (nh - resolution) // 2
+        img = img.crop((left, top, left + resolution, top + resolution))
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+@dataclass
+class ImageBatch:
+    ids: list[str]
+    images: torch.Tensor  # uint8 (B, 3, R, R)
+    meta: list[dict]
+
+
+def _prepare(sample: Sample, resolution: int):
+    try:
+        img = sample.load(resolution)
+        meta = dict(sample.meta)
+        if "text" in img.info and isinstance(img.info["text"], str):
+            meta["text"] = img.info["text"]
+        return to_square(img, resolution), meta
+    except Exception as e:  # a bad file must not stop the run: report it and go on
+        return None, f"{type(e).__name__}: {e}"
+
+
+def batches(samples: list[Sample], resolution: int, batch_size: int, skipped: list[Skipped],
+            workers: int = 2) -> Iterator[ImageBatch]:
+    """Decoded, preprocessed batches in sample order; failures are appended to ``skipped`` and warned about."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start:start + batch_size]
+            ids, arrays, metas = [], [], []
+            for sample, (arr, meta) in zip(chunk, pool.map(lambda s: _prepare(s, resolution), chunk)):
+                if arr is None:
+                    skipped.append(Skipped(sample.id, meta))
+                    warnings.warn(f"skipping {sample.id}: {meta}", stacklevel=2)
+                    continue
+                ids.append(sample.id)
+                arrays.append(arr)
+                metas.append(meta)
+            if arrays:
+                images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+                yield ImageBatch(ids, images, metas)
+
+
+class Fingerprint:
+    """sha256 over the evaluated images (ids, pixels and ground-truth text), in order."""
+
+    def __init__(self):
+        self._h = hashlib.sha256()
+
+    def update(self, batch: ImageBatch) -> None:
+        for i, sid in enumerate(batch.ids):
+            self._h.update(sid.encode())
+            self._h.update(batch.images[i].numpy().tobytes())
+            self._h.update(str(batch.meta[i].get("text", "")).encode())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()

@@ -1,0 +1,152 @@
+"""Evaluate one tokenizer on one dataset for one task, batched, and write the result files."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..tokenizers import Tokenizer
+from .datasets import Dataset, Fingerprint, batches
+from .metrics import EvalBatch
+from .results import SCHEMA, environment, git_commit, read_result, result_path, write_json, write_jsonl
+from .tasks import Task
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    batch_size: int = 16
+    limit: int | None = None
+    seed: int = 0
+    resolution: int | None = None  # None: the tokenizer's native resolution
+    save_images: int = 0
+    overwrite: bool = False
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8, rounding to the nearest level."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def tokenizer_label(tok: Tokenizer) -> str:
+    """Registry name, with ``@tag`` when the weights are not the entry's default."""
+    from ..tokenizers import get_entry
+
+    name, tag = tok.registry_name, tok.loaded_weights.tag
+    return name if tag == get_entry(name).default_weights else f"{name}@{tag}"
+
+
+def _same_setup(old: dict, cfg: RunConfig, resolution: int) -> bool:
+    c = old.get("config", {})
+    return (c.get("limit") == cfg.limit and c.get("seed") == cfg.seed
+            and old.get("dataset", {}).get("resolution") == resolution)
+
+
+def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunConfig = RunConfig(),
+             progress: bool = True) -> tuple[dict, Path]:
+    """Run ``task`` and write ``<out>/<dataset>/<tokenizer>/<task>.json`` plus per-image rows.
+
+    An existing result with the same setup is returned as is unless ``cfg.overwrite``: an interrupted
+    multi-task run, started again, resumes at the first task it had not finished.
+    """
+    label = tokenizer_label(tok)
+    path = result_path(out, dataset.name, label, task.name)
+    resolution = cfg.resolution or tok.info.resolution
+    if path.exists() and not cfg.overwrite:
+        old = read_result(path)
+        if _same_setup(old, cfg, resolution):
+            return old, path
+
+    device = tok.device
+    torch.manual_seed(cfg.seed)
+    samples = dataset.samples(task.subset)[: cfg.limit]
+    skipped = dataset.skipped()
+    metrics = task.metrics()
+    fingerprint = Fingerprint()
+    rows: list[dict] = []
+    image_dir = path.parent / "images" / task.name
+    started = time.perf_counter()
+    bar = tqdm(total=len(samples), desc=f"{label} | {task.name}", unit="img", disable=not progress, leave=False)
+    with torch.inference_mode():
+        for batch in batches(samples, resolution, cfg.batch_size, skipped):
+            x = batch.images.to(device).float() / 127.5 - 1
+            t0 = time.perf_counter()
+            tokens = tok.encode(x)
+            _sync(device)
+            t1 = time.perf_counter()
+            recon = to_uint8(tok.decode(tokens))
+            _sync(device)
+            t2 = time.perf_counter()
+            eb = EvalBatch(batch.ids, batch.images, recon.cpu(), tokens, batch.meta, t1 - t0, t2 - t1)
+            per_image: dict[str, torch.Tensor] = {}
+            for m in metrics:
+                per_image.update(m.update(eb) or {})
+            columns = {k: v.tolist() for k, v in per_image.items()}
+            rows += [{"id": sid, **{k: col[i] for k, col in columns.items()}} for i, sid in enumerate(batch.ids)]
+            fingerprint.update(batch)
+            _save_images(image_dir, eb, cfg.save_images - (len(rows) - len(batch.ids)))
+            bar.update(len(batch.ids))
+            bar.set_postfix({k: f"{sum(c) / len(c):.3f}" for k, c in columns.items()})
+    bar.close()
+
+    values = {}
+    for m in metrics:
+        m.sync()
+        values.update({k: v.as_dict() for k, v in m.compute().items()})
+    result = {
+        "schema": SCHEMA,
+        "vtbench_version": __version__,
+        "git_commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": task.name,
+        "tokenizer": {
+            "name": label,
+            "registry_name": tok.registry_name,
+            "weights": asdict(tok.loaded_weights),
+            "parameters": tok.num_parameters,
+            **tok.info.as_dict(),
+        },
+        "dataset": {
+            "name": dataset.name,
+            "subset": task.subset,
+            "fingerprint": fingerprint.hexdigest(),
+            "num_samples": len(rows),
+            "num_skipped": len(skipped),
+            "skipped": [asdict(s) for s in skipped],
+            "resolution": resolution,
+        },
+        "metrics": values,
+        "config": asdict(cfg),
+        "environment": environment(device),
+        "timings": {"total_s": round(time.perf_counter() - started, 3)},
+        "per_image": f"{task.name}.per_image.jsonl",
+    }
+    write_jsonl(path.with_name(result["per_image"]), rows)
+    write_json(path, result)
+    return result, path
+
+
+def _save_images(folder: Path, batch: EvalBatch, n: int) -> None:
+    """Save the first ``n`` reconstructions of this batch (and their originals) as PNG."""
+    for i in range(min(max(n, 0), len(batch.ids))):
+        name = batch.ids[i].replace("/", "__").rsplit(".", 1)[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(batch.reconstructions[i].permute(1, 2, 0).numpy()).save(folder / f"{name}.png")
+        Image.fromarray(batch.originals[i].permute(1, 2, 0).numpy()).save(folder / f"{name}.orig.png")

@@ -1,0 +1,137 @@
+"""`vtbench list | run | leaderboard`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_TASKS = ("reconstruction", "detail", "text")
+
+
+def _cmd_list(args) -> int:
+    from .bench import datasets
+    from .bench.metrics import METRICS
+    from .bench.tasks import TASKS
+    from .tokenizers import get_entry, list_tokenizers
+
+    what = args.what
+    if what == "tokenizers":
+        rows = []
+        for name in list_tokenizers():
+            e = get_entry(name)
+            status = "test fixture (random)" if e.test_only else (
+                "available" if e.available_offline() else "needs weights")
+            rows.append((name, ",".join(e.weights), status, e.description))
+        _print_table(("name", "weights", "status", "description"), rows)
+    elif what == "datasets":
+        rows = [("builtin", "builtin", datasets.BuiltinDataset.description)]
+        rows += [(n, "manifest", str(datasets.find_manifest(n))) for n in datasets.list_manifests()]
+        rows.append(("PATH", "folder", "any folder of images (name.txt beside name.png is its ground-truth text)"))
+        _print_table(("name", "kind", "description"), rows)
+    elif what == "metrics":
+        _print_table(("name", "description"), [(n, m.description) for n, m in METRICS.items()])
+    elif what == "tasks":
+        _print_table(("name", "builtin subset", "description"), [(t.name, t.subset, t.description) for t in TASKS.values()])
+    return 0
+
+
+def _print_table(header, rows) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for r in (header, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def _cmd_run(args) -> int:
+    from .bench import leaderboard
+    from .bench.datasets import DatasetUnavailable, get_dataset
+    from .bench.runner import RunConfig, evaluate, pick_device
+    from .bench.tasks import get_task
+    from .tokenizers import WeightsUnavailable, list_tokenizers, load_tokenizer
+
+    tasks = [get_task(t) for t in args.tasks.split(",")]
+    device = pick_device(args.device)
+    if args.tokenizer:
+        specs = args.tokenizer.split(",")
+    else:
+        specs = list_tokenizers(available_only=True, include_test=False)
+        print(f"no --tokenizer given: running every tokenizer whose weights are on this machine: {', '.join(specs)}")
+    dataset = get_dataset(args.dataset)
+    cfg = RunConfig(batch_size=args.batch_size, limit=args.limit, seed=args.seed, resolution=args.resolution,
+                    save_images=args.save_images, overwrite=args.overwrite)
+    out = Path(args.out)
+    failures = 0
+    for spec in specs:
+        try:
+            tok = load_tokenizer(spec, device=device)
+        except WeightsUnavailable as e:
+            print(f"[{spec}] skipped: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        for task in tasks:
+            try:
+                result, path = evaluate(tok, dataset, task, out, cfg, progress=not args.quiet)
+            except DatasetUnavailable as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in result["metrics"].items() if v["value"] is not None)
+            d = result["dataset"]
+            skipped = f", {d['num_skipped']} skipped" if d["num_skipped"] else ""
+            print(f"[{result['tokenizer']['name']}] {task.name}: {d['num_samples']} images{skipped}: {summary}")
+            print(f"  -> {path}")
+    boards = leaderboard.write(out, out / "leaderboards")
+    print(f"results: {out}/")
+    print(f"leaderboard: {boards[-1].parent}/ ({', '.join(p.name for p in boards)})")
+    return 1 if failures and args.tokenizer else 0
+
+
+def _cmd_leaderboard(args) -> int:
+    from .bench import leaderboard
+
+    paths = leaderboard.write(Path(args.results), Path(args.out))
+    for p in paths:
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="vtbench", description="Visual tokenizer zoo and benchmark.")
+    p.add_argument("--version", action="version", version=f"vtbench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list tokenizers, datasets, metrics or tasks")
+    ls.add_argument("what", nargs="?", default="tokenizers", choices=("tokenizers", "datasets", "metrics", "tasks"))
+    ls.set_defaults(func=_cmd_list)
+
+    run = sub.add_parser("run", help="evaluate tokenizers and write results and a leaderboard")
+    run.add_argument("--tokenizer", help="name[:weights], comma-separated; default: all with weights on this machine")
+    run.add_argument("--dataset", default="builtin", help="builtin, a folder of images, or a manifest name/path")
+    run.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated task names")
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--limit", type=int, help="evaluate only the first N images of each task")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--resolution", type=int, help="evaluation resolution (default: the tokenizer's native one)")
+    run.add_argument("--out", default="runs", help="results folder (default: ./runs)")
+    run.add_argument("--save-images", type=int, default=0, metavar="N", help="save the first N reconstructions as PNG")
+    run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_cmd_run)
+
+    lb = sub.add_parser("leaderboard", help="make markdown leaderboards from result files")
+    lb.add_argument("--results", default="runs", help="folder of result files")
+    lb.add_argument("--out", default="leaderboards", help="where the markdown goes")
+    lb.set_defaults(func=_cmd_leaderboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, RuntimeError, ImportError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"vtbench: error: {msg}", file=sys.stderr)
+        return 2

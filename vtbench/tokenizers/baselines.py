@@ -1,0 +1,49 @@
+"""Parameter-free reference tokenizers: what a learned tokenizer has to beat at the same bit rate.
+
+``bicubic-fN`` keeps an antialiased bicubic thumbnail at 1/N of the resolution, stored as 8-bit RGB
+(so its tokens are one of 256 levels per channel per position, 24/N^2 bits per pixel), and decodes it
+by bicubic upsampling. It needs no weights, so it runs on any machine.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Tokenizer, TokenizerInfo
+from .registry import register_tokenizer
+from .tokens import Tokens
+from .weights import NO_WEIGHTS
+
+
+class BicubicThumbnail(Tokenizer):
+    def __init__(self, factor: int, resolution: int = 256):
+        super().__init__()
+        self.factor = factor
+        self.info = TokenizerInfo(
+            family="baseline", kind="levels", resolution=resolution, downsample=factor, vocab_sizes=(256,) * 3,
+            tokens_per_image=(resolution // factor) ** 2, license="Apache-2.0", input_range="zero_one",
+            notes="antialiased bicubic downsample to 8-bit RGB, bicubic upsample",
+        )
+
+    def _encode(self, x):
+        h, w = x.shape[-2] // self.factor, x.shape[-1] // self.factor
+        small = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+        levels = (small * 255).round().clamp(0, 255).long().movedim(1, -1)  # (B, h, w, 3)
+        return Tokens((levels,), "levels", self.info.vocab_sizes)
+
+    def _decode(self, tokens):
+        small = tokens.scales[0].movedim(-1, 1).float() / 255
+        size = (small.shape[-2] * self.factor, small.shape[-1] * self.factor)
+        return F.interpolate(small, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _register(factor: int) -> None:
+    register_tokenizer(
+        f"bicubic-f{factor}", weights={"none": NO_WEIGHTS},
+        description=f"baseline: 8-bit RGB thumbnail at 1/{factor} resolution ({24 / factor ** 2:.3g} bpp), bicubic up",
+    )(lambda: BicubicThumbnail(factor))
+
+
+for _f in (8, 16):
+    _register(_f)

@@ -1,0 +1,77 @@
+"""Conv building blocks shared by the taming-transformers lineage (VQGAN, LlamaGen, VAR, SD's VAE).
+
+Attribute names follow the official code of those models, so their checkpoints load strictly. The
+only naming difference between lineages, the 1x1 shortcut of a resnet block that changes width
+(``nin_shortcut`` in taming/LlamaGen/VAR, ``conv_shortcut`` in diffusers), is a constructor argument.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+
+def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    """norm-swish-conv twice, plus a 1x1 shortcut when the width changes."""
+
+    def __init__(self, cin: int, cout: int, groups: int = 32, dropout: float = 0.0,
+                 shortcut_name: str = "nin_shortcut"):
+        super().__init__()
+        self.norm1 = group_norm(cin, groups)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = group_norm(cout, groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self._shortcut_name = shortcut_name if cin != cout else None
+        if self._shortcut_name:
+            setattr(self, shortcut_name, nn.Conv2d(cin, cout, 1))
+
+    def forward(self, x):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return (getattr(self, self._shortcut_name)(x) if self._shortcut_name else x) + h
+
+
+class ConvAttnBlock(nn.Module):
+    """Single-head self-attention over all positions with 1x1-conv projections and a residual."""
+
+    def __init__(self, channels: int, groups: int = 32):
+        super().__init__()
+        self.norm = group_norm(channels, groups)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        n = self.norm(x)
+        q, k, v = (proj(n).flatten(2).transpose(1, 2).unsqueeze(1) for proj in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+        return x + self.proj_out(out)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv after padding one pixel on the right and bottom only."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

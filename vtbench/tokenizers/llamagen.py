@@ -1,0 +1,201 @@
+"""LlamaGen's VQ tokenizer (Sun et al. 2024), module names as in FoundationVision/LlamaGen's ``vq_model.py``.
+
+Encoder and decoder are lists of ``conv_blocks`` (``res``, ``attn``, ``downsample``/``upsample``), with
+attention only at the lowest resolution; the decoder lists its blocks from the lowest resolution up. The
+quantizer looks up the nearest of ``codebook_size`` codes after l2-normalising both the feature and the
+codebook (cosine distance); its ``codebook_used`` buffer (a training-time usage window) is part of the
+state dict. Inputs are in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Tokenizer, TokenizerInfo
+from .layers import ConvAttnBlock, Downsample, ResnetBlock, Upsample, group_norm
+from .registry import register_tokenizer
+from .tokens import Tokens
+from .weights import RANDOM_INIT, HubFile
+
+PAPER = "https://arxiv.org/abs/2406.06525"
+CODE = "https://github.com/FoundationVision/LlamaGen"
+
+
+@dataclass(frozen=True)
+class VQConfig:
+    codebook_size: int = 16384
+    codebook_embed_dim: int = 8
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 256
+    resolution: int = 256
+
+
+class _Stage(nn.Module):
+    """One resolution level: resnet blocks (each followed by attention at the lowest level), then resampling."""
+
+    def __init__(self, cin: int, cout: int, blocks: int, attention: bool, resample: str | None):
+        super().__init__()
+        self.res = nn.ModuleList([ResnetBlock(cin if i == 0 else cout, cout) for i in range(blocks)])
+        self.attn = nn.ModuleList([ConvAttnBlock(cout) for _ in range(blocks)] if attention else [])
+        if resample == "down":
+            self.downsample = Downsample(cout)
+        elif resample == "up":
+            self.upsample = Upsample(cout)
+        self._resample = resample
+
+    def forward(self, x):
+        for i, block in enumerate(self.res):
+            x = block(x)
+            if len(self.attn):
+                x = self.attn[i](x)
+        if self._resample:
+            x = getattr(self, f"{self._resample}sample")(x)
+        return x
+
+
+def _mid(ch: int) -> nn.ModuleList:
+    return nn.ModuleList([ResnetBlock(ch, ch), ConvAttnBlock(ch), ResnetBlock(ch, ch)])
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: VQConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        last = len(widths) - 1
+        self.conv_in = nn.Conv2d(3, cfg.ch, 3, padding=1)
+        self.conv_blocks = nn.ModuleList(
+            _Stage(cfg.ch if i == 0 else widths[i - 1], widths[i], cfg.num_res_blocks, attention=i == last,
+                   resample="down" if i != last else None)
+            for i in range(len(widths))
+        )
+        self.mid = _mid(widths[-1])
+        self.norm_out = group_norm(widths[-1])
+        self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        for stage in self.conv_blocks:
+            x = stage(x)
+        for block in self.mid:
+            x = block(x)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VQConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in reversed(cfg.ch_mult)]  # lowest resolution first
+        last = len(widths) - 1
+        self.conv_in = nn.Conv2d(cfg.z_channels, widths[0], 3, padding=1)
+        self.mid = _mid(widths[0])
+        self.conv_blocks = nn.ModuleList(
+            _Stage(widths[max(i - 1, 0)], widths[i], cfg.num_res_blocks + 1, attention=i == 0,
+                   resample="up" if i != last else None)
+            for i in range(len(widths))
+        )
+        self.norm_out = group_norm(widths[-1])
+        self.conv_out = nn.Conv2d(widths[-1], 3, 3, padding=1)
+
+    def forward(self, z):
+        x = self.conv_in(z)
+        for block in self.mid:
+            x = block(x)
+        for stage in self.conv_blocks:
+            x = stage(x)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code lookup with l2-normalised features and codes."""
+
+    USAGE_WINDOW = 65536
+
+    def __init__(self, codebook_size: int, dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(codebook_size, dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        self.register_buffer("codebook_used", torch.zeros(self.USAGE_WINDOW))
+
+    def codebook(self) -> torch.Tensor:
+        return F.normalize(self.embedding.weight, dim=-1)
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) features -> (B, h, w) indices of the nearest normalised code."""
+        feats = F.normalize(z.movedim(1, -1), dim=-1)
+        # for unit vectors the nearest code in l2 is the one with the largest dot product
+        return torch.argmax(feats @ self.codebook().t(), dim=-1)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) indices -> (B, C, h, w) normalised codes."""
+        return F.embedding(indices, self.codebook()).movedim(-1, 1)
+
+
+class LlamaGenVQ(Tokenizer):
+    def __init__(self, cfg: VQConfig = VQConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.quantize = VectorQuantizer(cfg.codebook_size, cfg.codebook_embed_dim)
+        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.codebook_embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(cfg.codebook_embed_dim, cfg.z_channels, 1)
+        down = 2 ** (len(cfg.ch_mult) - 1)
+        self.info = TokenizerInfo(
+            family="vq", kind="index", resolution=cfg.resolution, downsample=down,
+            vocab_sizes=(cfg.codebook_size,), tokens_per_image=(cfg.resolution // down) ** 2,
+            paper=PAPER, code=CODE, license="MIT", input_range="minus_one_one",
+            extra={"codebook_dim": cfg.codebook_embed_dim, "distance": "cosine (l2-normalised)"},
+        )
+
+    def pre_quant(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features projected to the codebook dimension, before quantization."""
+        return self.quant_conv(self.encoder(x))
+
+    def _encode(self, x):
+        return Tokens.from_indices(self.quantize.indices(self.pre_quant(x)), "index", self.info.vocab_sizes)
+
+    def _decode(self, tokens):
+        return self.decoder(self.post_quant_conv(self.quantize.lookup(tokens.indices)))
+
+
+def _official_checkpoint(state: dict) -> dict:
+    """LlamaGen checkpoints keep the weights under "model"."""
+    return state["model"] if "model" in state else state
+
+
+@register_tokenizer(
+    "llamagen-vq16",
+    weights={"hub": HubFile("FoundationVision/LlamaGen", "vq_ds16_c2i.pt",
+                            sha256="109aa8afb2cf3761eec23cdc8644154cb498f5ab7eef2a35264d25e5e0499f7d")},
+    convert=_official_checkpoint,
+    description="LlamaGen VQ-16: 16384 codes of dim 8, cosine lookup, 16x16 tokens at 256 px (ImageNet c2i)",
+)
+def llamagen_vq16():
+    return LlamaGenVQ(VQConfig())
+
+
+@register_tokenizer(
+    "llamagen-vq8",
+    weights={"hub": HubFile("FoundationVision/LlamaGen", "vq_ds8_c2i.pt",
+                            sha256="c70d2966ec012f378793214ff0755087e7c5fe6f035b469995143325dca4a4e3")},
+    convert=_official_checkpoint,
+    description="LlamaGen VQ-8: 16384 codes of dim 8, cosine lookup, 32x32 tokens at 256 px (ImageNet c2i)",
+)
+def llamagen_vq8():
+    return LlamaGenVQ(VQConfig(ch_mult=(1, 2, 2, 4)))
+
+
+TINY_VQ = VQConfig(codebook_size=64, codebook_embed_dim=4, ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                   z_channels=32, resolution=64)
+
+
+@register_tokenizer("llamagen-vq-tiny", weights={"random": RANDOM_INIT},
+                    description="test fixture: the LlamaGen VQ architecture at toy size, random weights")
+def llamagen_vq_tiny():
+    return LlamaGenVQ(TINY_VQ)

@@ -6,9 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_TASKS = ("reconstruction", "detail", "text")
-
-
 def _cmd_list(args) -> int:
     from .bench import datasets
     from .bench.metrics import METRICS
@@ -44,19 +41,19 @@ def _print_table(header, rows) -> None:
 
 def _cmd_run(args) -> int:
     from .bench import leaderboard
-    from .bench.datasets import DatasetUnavailable, get_dataset
+    from .bench.datasets import get_dataset
     from .bench.runner import RunConfig, evaluate, pick_device
     from .bench.tasks import get_task
     from .tokenizers import WeightsUnavailable, list_tokenizers, load_tokenizer
 
-    tasks = [get_task(t) for t in args.tasks.split(",")]
+    dataset = get_dataset(args.dataset)
+    tasks = [get_task(t) for t in (args.tasks.split(",") if args.tasks else dataset.default_tasks)]
     device = pick_device(args.device)
     if args.tokenizer:
         specs = args.tokenizer.split(",")
     else:
         specs = list_tokenizers(available_only=True, include_test=False)
         print(f"no --tokenizer given: running every tokenizer whose weights are on this machine: {', '.join(specs)}")
-    dataset = get_dataset(args.dataset)
     cfg = RunConfig(batch_size=args.batch_size, limit=args.limit, seed=args.seed, resolution=args.resolution,
                     save_images=args.save_images, overwrite=args.overwrite)
     out = Path(args.out)
@@ -69,11 +66,7 @@ def _cmd_run(args) -> int:
             failures += 1
             continue
         for task in tasks:
-            try:
-                result, path = evaluate(tok, dataset, task, out, cfg, progress=not args.quiet)
-            except DatasetUnavailable as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
+            result, path = evaluate(tok, dataset, task, out, cfg, progress=not args.quiet)
             summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in result["metrics"].items() if v["value"] is not None)
             d = result["dataset"]
             skipped = f", {d['num_skipped']} skipped" if d["num_skipped"] else ""
@@ -108,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="evaluate tokenizers and write results and a leaderboard")
     run.add_argument("--tokenizer", help="name[:weights], comma-separated; default: all with weights on this machine")
     run.add_argument("--dataset", default="builtin", help="builtin, a folder of images, or a manifest name/path")
-    run.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated task names")
+    run.add_argument("--tasks", help="comma-separated task names (default: the dataset's own list)")
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     run.add_argument("--limit", type=int, help="evaluate only the first N images of each task")
@@ -131,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, ValueError, RuntimeError, ImportError, OSError) as e:
+    except (KeyError, ValueError, RuntimeError, ImportError, OSError) as e:  # DatasetUnavailable is a RuntimeError
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"vtbench: error: {msg}", file=sys.stderr)
         return 2

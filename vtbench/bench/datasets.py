@@ -49,6 +49,7 @@ class Skipped:
 class Dataset:
     name: str
     description: str = ""
+    default_tasks: tuple[str, ...] = ("reconstruction",)
 
     def samples(self, subset: str) -> list[Sample]:
         """Samples for a task's subset (``photos``, ``detail``, ``text``); datasets without subsets return all."""
@@ -63,6 +64,7 @@ class Dataset:
 class BuiltinDataset(Dataset):
     name = "builtin"
     description = "scikit-image photographs, procedural fine detail, rendered text with ground truth (offline)"
+    default_tasks = ("reconstruction", "detail", "text")
 
     def samples(self, subset: str) -> list[Sample]:
         if subset == "photos":
@@ -153,6 +155,7 @@ class HubDataset(Dataset):
         self.manifest = manifest
         self.name = manifest["name"]
         self.description = manifest.get("description", "")
+        self.default_tasks = tuple(manifest.get("tasks", self.default_tasks))
 
     def _load(self):
         try:
@@ -194,7 +197,9 @@ def load_manifest(path: Path) -> Dataset:
         root = Path(os.path.expandvars(manifest["root"])).expanduser()
         if not root.is_absolute():
             root = path.parent / root
-        return FolderDataset(root, name=manifest["name"])
+        ds = FolderDataset(root, name=manifest["name"])
+        ds.default_tasks = tuple(manifest.get("tasks", ds.default_tasks))
+        return ds
     raise ValueError(f"manifest {path} has unknown kind {kind!r} (expected 'hf' or 'folder')")
 
 

@@ -99,7 +99,9 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
             for m in metrics:
                 per_image.update(m.update(eb) or {})
             columns = {k: v.tolist() for k, v in per_image.items()}
-            rows += [{"id": sid, **{k: col[i] for k, col in columns.items()}} for i, sid in enumerate(batch.ids)]
+            rows += [{"id": sid, **{k: col[i] for k, col in columns.items()},
+                      **({"text": meta["text"]} if "text" in meta else {})}
+                     for i, (sid, meta) in enumerate(zip(batch.ids, batch.meta))]
             fingerprint.update(batch)
             _save_images(image_dir, eb, cfg.save_images - (len(rows) - len(batch.ids)))
             bar.update(len(batch.ids))

@@ -1,15 +1,15 @@
-"""`vtbench list | run | leaderboard`."""
+"""`vtbench list | run | weights | leaderboard`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 def _cmd_list(args) -> int:
     from .bench import datasets
-    from .bench.metrics import METRICS
-    from .bench.tasks import TASKS
+    from .bench.tasks import METRICS, TASKS
     from .tokenizers import get_entry, list_tokenizers
 
     what = args.what
@@ -40,13 +40,15 @@ def _print_table(header, rows) -> None:
 
 
 def _cmd_run(args) -> int:
-    from .bench import leaderboard
+    from .bench import leaderboard, metric_weights
     from .bench.datasets import get_dataset
     from .bench.runner import RunConfig, evaluate, pick_device
     from .bench.tasks import get_task
     from .tokenizers import WeightsUnavailable, list_tokenizers, load_tokenizer
 
     dataset = get_dataset(args.dataset)
+    if args.no_fetch:
+        os.environ[metric_weights.NO_FETCH_ENV] = "1"
     tasks = [get_task(t) for t in (args.tasks.split(",") if args.tasks else dataset.default_tasks)]
     device = pick_device(args.device)
     if args.tokenizer:
@@ -76,6 +78,34 @@ def _cmd_run(args) -> int:
     print(f"results: {out}/")
     print(f"leaderboard: {boards[-1].parent}/ ({', '.join(p.name for p in boards)})")
     return 1 if failures and args.tokenizer else 0
+
+
+def _cmd_weights(args) -> int:
+    from .bench import metric_weights as mw
+
+    names = args.names or list(mw.WEIGHTS)
+    unknown = [n for n in names if n not in mw.WEIGHTS]
+    if unknown:
+        raise KeyError(f"unknown metric weights {', '.join(unknown)}; known: {', '.join(mw.WEIGHTS)}")
+    if args.action == "fetch":
+        failed = 0
+        for n in names:
+            try:
+                mw.WEIGHTS[n].fetch()
+            except mw.MetricWeightsUnavailable as e:
+                print(f"{n}: {e}", file=sys.stderr)
+                failed += 1
+        if failed:
+            return 1
+    rows = []
+    for n in names:
+        w = mw.WEIGHTS[n]
+        ok, where = w.status()
+        rows.append((n, "found" if ok else "missing", w.used_by, f"{w.package}=={w.version}",
+                     f"sha256 {w.member_sha256[:16]}...", where))
+    print(f"cache: {mw.cache_dir()} (set ${mw.CACHE_ENV} to move it)")
+    _print_table(("name", "status", "used by", "source package", "expected", "location"), rows)
+    return 0
 
 
 def _cmd_leaderboard(args) -> int:
@@ -112,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
+
+    run.add_argument("--no-fetch", action="store_true",
+                     help="never download metric weights; metrics without them are reported unavailable")
+
+    wt = sub.add_parser("weights", help="status or fetch of the pretrained networks that metrics use")
+    wt.add_argument("action", choices=("status", "fetch"))
+    wt.add_argument("names", nargs="*", help="weights to act on (default: all)")
+    wt.set_defaults(func=_cmd_weights)
 
     lb = sub.add_parser("leaderboard", help="make markdown leaderboards from result files")
     lb.add_argument("--results", default="runs", help="folder of result files")

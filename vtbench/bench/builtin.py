@@ -17,16 +17,15 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .._extras import require
+
 COLOUR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
 GREY_PHOTOS = ("camera", "moon", "page", "text")
 TEXTURE_PHOTOS = ("brick", "grass", "gravel")
 
 
 def skimage_photo(name: str) -> Image.Image:
-    try:
-        from skimage import data
-    except ImportError:
-        raise ImportError("the builtin dataset needs scikit-image: pip install 'vtbench[bench]'") from None
+    data = require("skimage.data", "bench", "the builtin dataset's photographs")
     arr = getattr(data, name)()
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=-1)

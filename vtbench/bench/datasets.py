@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._extras import require
 from . import builtin
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
@@ -158,10 +159,7 @@ class HubDataset(Dataset):
         self.default_tasks = tuple(manifest.get("tasks", self.default_tasks))
 
     def _load(self):
-        try:
-            import datasets
-        except ImportError:
-            raise ImportError("hub datasets need the `datasets` package: pip install 'vtbench[bench]'") from None
+        datasets = require("datasets", "bench", "loading a hub dataset")
         from ..tokenizers.weights import _hub_reachable
 
         m = self.manifest

@@ -1,8 +1,10 @@
 """Metrics with a torchmetrics-style contract: ``update(batch)`` per batch, ``compute()`` at the end.
 
-Every metric keeps its state as tensors of sums, so ``sync()`` adds them up across processes when
-``torch.distributed`` is initialised. ``update`` returns per-image values (for the per-image rows) or
-None; ``compute`` returns named `MetricValue`s, each saying which direction is better and what computed it.
+Metrics keep their state as tensors; ``sync()`` combines them across processes when
+``torch.distributed`` is initialised (sums by default). ``update`` returns per-image values (for the
+per-image rows) or None; ``compute`` returns named `MetricValue`s, each saying which direction is better
+and what computed it. A metric whose network weights or optional package are missing reports every
+value it would have produced as unavailable, with the reason and the fix, and the run goes on.
 
 Image metrics see uint8 tensors ``(B, 3, H, W)``: the original, and the reconstruction rounded to
 8 bits, so a saved PNG of the reconstruction reproduces every number.
@@ -15,18 +17,24 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .._extras import MissingExtra
 from ..tokenizers.tokens import Tokens
+from .metric_weights import MetricWeightsUnavailable
 
 
 @dataclass
 class EvalBatch:
     ids: list[str]
-    originals: torch.Tensor  # uint8 (B, 3, H, W)
-    reconstructions: torch.Tensor  # uint8 (B, 3, H, W)
+    originals: torch.Tensor  # uint8 (B, 3, H, W), on `device`
+    reconstructions: torch.Tensor  # uint8 (B, 3, H, W), on `device`
     tokens: Tokens
     meta: list[dict]
     encode_s: float
     decode_s: float
+
+    @property
+    def device(self) -> torch.device:
+        return self.originals.device
 
 
 @dataclass
@@ -37,7 +45,8 @@ class MetricValue:
     unit: str = ""
     count: int = 0  # number of images (or positions) it was computed over
     available: bool = True
-    reason: str = ""
+    reason: str = ""  # why it is unavailable
+    note: str = ""  # caveats a reader must see (e.g. too few samples)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,19 +55,42 @@ class MetricValue:
 class Metric:
     name: str = ""
     description: str = ""
+    implementation: str = ""
+    #: value name -> (higher_is_better, unit) for every value `compute` returns
+    outputs: dict[str, tuple[bool | None, str]] = {}
 
     def __init__(self):
         self._states: list[str] = []
+        self.unavailable: str | None = None
 
     def add_state(self, name: str, value: torch.Tensor) -> None:
         setattr(self, name, value)
         self._states.append(name)
 
-    def update(self, batch: EvalBatch) -> dict[str, torch.Tensor] | None:
-        raise NotImplementedError
+    def update(self, batch: EvalBatch) -> dict[str, torch.Tensor | list] | None:
+        if self.unavailable:
+            return None
+        try:
+            return self._update(batch)
+        except (MetricWeightsUnavailable, MissingExtra) as e:
+            self.unavailable = str(e)
+            return None
 
     def compute(self) -> dict[str, MetricValue]:
+        if self.unavailable:
+            return {k: MetricValue(None, hib, self.implementation, unit, 0, False, self.unavailable)
+                    for k, (hib, unit) in self.outputs.items()}
+        return self._compute()
+
+    def _update(self, batch: EvalBatch):
         raise NotImplementedError
+
+    def _compute(self) -> dict[str, MetricValue]:
+        raise NotImplementedError
+
+    def _value(self, key: str, value: float | None, count: int, note: str = "") -> MetricValue:
+        hib, unit = self.outputs[key]
+        return MetricValue(value, hib, self.implementation, unit, count, note=note)
 
     def sync(self) -> None:
         """Sum every state over all processes (no-op without an initialised process group)."""
@@ -68,30 +100,29 @@ class Metric:
 
 
 class MeanMetric(Metric):
-    """Mean over images of a per-image value."""
+    """Mean over images of a per-image value; subclasses implement `per_image`."""
 
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True
     unit = ""
-    implementation = ""
 
     def __init__(self):
         super().__init__()
+        self.outputs = {self.name: (self.higher_is_better, self.unit)}
         self.add_state("total", torch.zeros((), dtype=torch.float64))
         self.add_state("count", torch.zeros((), dtype=torch.float64))
 
     def per_image(self, originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def update(self, batch):
+    def _update(self, batch):
         values = self.per_image(batch.originals, batch.reconstructions).double().cpu()
         self.total += values.sum()
         self.count += values.numel()
         return {self.name: values}
 
-    def compute(self):
+    def _compute(self):
         n = int(self.count)
-        value = float(self.total / self.count) if n else None
-        return {self.name: MetricValue(value, self.higher_is_better, self.implementation, self.unit, n)}
+        return {self.name: self._value(self.name, float(self.total / self.count) if n else None, n)}
 
 
 PSNR_CAP_DB = 100.0
@@ -117,6 +148,14 @@ def _gaussian_window(sigma: float, truncate: float) -> torch.Tensor:
     return w / w.sum()
 
 
+def _separable_filter(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Valid-mode 2D filtering of every channel with the outer product of 1D kernel ``k``."""
+    c = x.shape[1]
+    k = k.to(x.device, x.dtype)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 class SSIM(MeanMetric):
     """Structural similarity (Wang et al. 2004) per channel, averaged over channels, then over images.
 
@@ -133,35 +172,85 @@ class SSIM(MeanMetric):
     def __init__(self, window: str = "gaussian"):
         super().__init__()
         if window == "gaussian":
-            w1 = _gaussian_window(1.5, 3.5)
-            self.cov_norm = 1.0
+            self.window, self.cov_norm = _gaussian_window(1.5, 3.5), 1.0
         elif window == "uniform7":
-            w1 = torch.full((7,), 1 / 7, dtype=torch.float64)
-            self.cov_norm = 49 / 48
+            self.window, self.cov_norm = torch.full((7,), 1 / 7, dtype=torch.float64), 49 / 48
         else:
             raise ValueError(f"unknown SSIM window {window!r}")
-        self.window = w1
         self.implementation = (
             "vtbench: separable valid-mode filtering in float32 on [0, 1] data; "
             + ("Gaussian 11x11 sigma 1.5, population covariance" if window == "gaussian"
                else "uniform 7x7, sample covariance") + "; matches skimage.metrics.structural_similarity"
         )
 
-    def _filter(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.window.to(x.device, x.dtype)
-        c = x.shape[1]
-        x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
     def per_image(self, originals, reconstructions):
         x, y = originals.float() / 255, reconstructions.float() / 255
         c1, c2 = 0.01 ** 2, 0.03 ** 2
-        stats = self._filter(torch.cat([x, y, x * x, y * y, x * y], dim=1))
+        stats = _separable_filter(torch.cat([x, y, x * x, y * y, x * y], dim=1), self.window)
         mx, my, mxx, myy, mxy = stats.chunk(5, dim=1)
         vx, vy, vxy = (self.cov_norm * (mxx - mx * mx), self.cov_norm * (myy - my * my),
                        self.cov_norm * (mxy - mx * my))
         s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
         return s.flatten(1).double().mean(1)
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma of uint8 RGB, as float (B, 1, H, W) in [0, 255]."""
+    w = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
+    return (images.float() * w).sum(dim=1, keepdim=True)
+
+
+class GMSD(MeanMetric):
+    """Gradient magnitude similarity deviation (Xue et al. 2014), lower is better.
+
+    On luma in [0, 255]: 2x2 average and stride-2 downsampling, Prewitt gradients (3x3, /3), gradient
+    magnitude similarity with c=170, then the standard deviation of that similarity map per image.
+    Blur and ringing around edges raise it while barely moving PSNR.
+    """
+
+    name = "gmsd"
+    higher_is_better = False
+    description = "gradient magnitude similarity deviation on luma (fine edges; lower is better)"
+    implementation = "vtbench: Xue et al. 2014 reference settings (2x downsample, Prewitt, c=170); matches piq.gmsd"
+
+    def per_image(self, originals, reconstructions):
+        y = torch.cat([luma(originals), luma(reconstructions)], dim=0)
+        y = F.avg_pool2d(F.pad(y, (0, y.shape[-1] % 2, 0, y.shape[-2] % 2)), 2)  # zero padding, as MATLAB's
+        px = torch.tensor([[1.0, 0, -1], [1, 0, -1], [1, 0, -1]], device=y.device) / 3
+        kernels = torch.stack([px, px.t()]).unsqueeze(1)
+        g = F.conv2d(y, kernels, padding=1)
+        mag = g.pow(2).sum(dim=1).sqrt()
+        m1, m2 = mag.chunk(2, dim=0)
+        c = 170.0
+        gms = (2 * m1 * m2 + c) / (m1 ** 2 + m2 ** 2 + c)
+        return gms.flatten(1).double().std(dim=1, unbiased=False)
+
+
+class HighFrequencyEnergy(MeanMetric):
+    """Ratio of the reconstruction's luma spectral energy above a cutoff to the original's.
+
+    The cutoff is 1/4 cycle per pixel (the upper half of the frequency band, radially). 1.0 means fine
+    detail kept at its original strength, below 1 means it was smoothed away, above 1 means the decoder
+    added high-frequency content (noise, ringing, hallucinated texture). Mean of per-image ratios.
+    """
+
+    name = "hf_energy_ratio"
+    higher_is_better = None
+    unit = "ratio"
+    description = "high-frequency spectral energy of reconstruction / original (1 is ideal)"
+    cutoff = 0.25
+    implementation = "vtbench: |FFT2(luma - mean)|^2 summed over radial frequency > 0.25 cycles/pixel"
+
+    def per_image(self, originals, reconstructions):
+        y = torch.cat([luma(originals), luma(reconstructions)], dim=0).squeeze(1).double()
+        y = y - y.mean(dim=(-2, -1), keepdim=True)
+        power = torch.fft.fft2(y).abs().pow(2)
+        fy = torch.fft.fftfreq(y.shape[-2], device=y.device, dtype=y.dtype)
+        fx = torch.fft.fftfreq(y.shape[-1], device=y.device, dtype=y.dtype)
+        high = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() > self.cutoff
+        energy = (power * high).sum(dim=(-2, -1))
+        e_orig, e_rec = energy.chunk(2)
+        return e_rec / e_orig.clamp_min(1e-12)
 
 
 class TokenStats(Metric):
@@ -173,6 +262,9 @@ class TokenStats(Metric):
 
     name = "tokens"
     description = "codebook usage, token entropy and perplexity, bits per pixel"
+    implementation = "vtbench: histogram of every token over the dataset, per component codebook"
+    outputs = {"bits_per_pixel": (None, "bpp"), "codebook_usage": (True, "fraction"),
+               "token_entropy": (True, "bits"), "token_perplexity": (True, "")}
 
     def __init__(self):
         super().__init__()
@@ -180,7 +272,7 @@ class TokenStats(Metric):
         self.add_state("bits", torch.zeros((), dtype=torch.float64))
         self.add_state("pixels", torch.zeros((), dtype=torch.float64))
 
-    def update(self, batch):
+    def _update(self, batch):
         t = batch.tokens
         h, w = batch.originals.shape[-2:]
         self.bits += t.bits_per_image * t.batch_size
@@ -195,10 +287,9 @@ class TokenStats(Metric):
         self.hist += torch.bincount(codes.flatten(), minlength=self.hist.numel()).double().cpu()
         return None
 
-    def compute(self):
-        impl = "vtbench: histogram of every token over the dataset, per component codebook"
-        out = {"bits_per_pixel": MetricValue(float(self.bits / self.pixels) if self.pixels else None, None,
-                                             "Tokens.bits_per_image / pixels", "bpp")}
+    def _compute(self):
+        out = {"bits_per_pixel": self._value("bits_per_pixel", float(self.bits / self.pixels) if self.pixels else None,
+                                             int(self.pixels))}
         if self._vocab is None:
             return out
         usage, entropy = [], []
@@ -208,9 +299,9 @@ class TokenStats(Metric):
             entropy.append(float(-(p * p.log2()).sum()))
         n = int(self.hist.sum()) // len(self._vocab)
         h = sum(entropy) / len(entropy)
-        out["codebook_usage"] = MetricValue(sum(usage) / len(usage), True, impl, "fraction", n)
-        out["token_entropy"] = MetricValue(h, True, impl, "bits", n)
-        out["token_perplexity"] = MetricValue(2 ** h, True, impl, "", n)
+        out["codebook_usage"] = self._value("codebook_usage", sum(usage) / len(usage), n)
+        out["token_entropy"] = self._value("token_entropy", h, n)
+        out["token_perplexity"] = self._value("token_perplexity", 2 ** h, n)
         return out
 
 
@@ -219,6 +310,8 @@ class Throughput(Metric):
 
     name = "throughput"
     description = "encode and decode images per second"
+    implementation = "wall clock around tokenizer.encode / tokenizer.decode per batch"
+    outputs = {"encode_images_per_s": (True, "img/s"), "decode_images_per_s": (True, "img/s")}
 
     def __init__(self):
         super().__init__()
@@ -226,21 +319,17 @@ class Throughput(Metric):
         self.add_state("decode_s", torch.zeros((), dtype=torch.float64))
         self.add_state("images", torch.zeros((), dtype=torch.float64))
 
-    def update(self, batch):
+    def _update(self, batch):
         self.encode_s += batch.encode_s
         self.decode_s += batch.decode_s
         self.images += len(batch.ids)
         return None
 
-    def compute(self):
+    def _compute(self):
         n = int(self.images)
 
         def rate(seconds):
             return float(self.images / seconds) if seconds > 0 else None
 
-        impl = "wall clock around tokenizer.encode / tokenizer.decode per batch"
-        return {"encode_images_per_s": MetricValue(rate(self.encode_s), True, impl, "img/s", n),
-                "decode_images_per_s": MetricValue(rate(self.decode_s), True, impl, "img/s", n)}
-
-
-METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, TokenStats, Throughput)}
+        return {"encode_images_per_s": self._value("encode_images_per_s", rate(self.encode_s), n),
+                "decode_images_per_s": self._value("decode_images_per_s", rate(self.decode_s), n)}

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
@@ -86,26 +87,27 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     bar = tqdm(total=len(samples), desc=f"{label} | {task.name}", unit="img", disable=not progress, leave=False)
     with torch.inference_mode():
         for batch in batches(samples, resolution, cfg.batch_size, skipped):
-            x = batch.images.to(device).float() / 127.5 - 1
+            originals = batch.images.to(device)
             t0 = time.perf_counter()
-            tokens = tok.encode(x)
+            tokens = tok.encode(originals.float() / 127.5 - 1)
             _sync(device)
             t1 = time.perf_counter()
             recon = to_uint8(tok.decode(tokens))
             _sync(device)
             t2 = time.perf_counter()
-            eb = EvalBatch(batch.ids, batch.images, recon.cpu(), tokens, batch.meta, t1 - t0, t2 - t1)
-            per_image: dict[str, torch.Tensor] = {}
+            eb = EvalBatch(batch.ids, originals, recon, tokens, batch.meta, t1 - t0, t2 - t1)
+            columns: dict[str, list] = {}
             for m in metrics:
-                per_image.update(m.update(eb) or {})
-            columns = {k: v.tolist() for k, v in per_image.items()}
+                for k, v in (m.update(eb) or {}).items():
+                    columns[k] = v.tolist() if torch.is_tensor(v) else list(v)
             rows += [{"id": sid, **{k: col[i] for k, col in columns.items()},
                       **({"text": meta["text"]} if "text" in meta else {})}
                      for i, (sid, meta) in enumerate(zip(batch.ids, batch.meta))]
             fingerprint.update(batch)
-            _save_images(image_dir, eb, cfg.save_images - (len(rows) - len(batch.ids)))
+            _save_images(image_dir, batch.images, recon.cpu(), batch.ids, cfg.save_images - (len(rows) - len(batch.ids)))
             bar.update(len(batch.ids))
-            bar.set_postfix({k: f"{sum(c) / len(c):.3f}" for k, c in columns.items()})
+            bar.set_postfix({k: f"{np.mean(nums):.3f}" for k, col in columns.items()
+                             if (nums := [v for v in col if isinstance(v, (int, float))])})
     bar.close()
 
     values = {}
@@ -145,10 +147,10 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     return result, path
 
 
-def _save_images(folder: Path, batch: EvalBatch, n: int) -> None:
+def _save_images(folder: Path, originals: torch.Tensor, recons: torch.Tensor, ids: list[str], n: int) -> None:
     """Save the first ``n`` reconstructions of this batch (and their originals) as PNG."""
-    for i in range(min(max(n, 0), len(batch.ids))):
-        name = batch.ids[i].replace("/", "__").rsplit(".", 1)[0]
+    for i in range(min(max(n, 0), len(ids))):
+        name = ids[i].replace("/", "__").rsplit(".", 1)[0]
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(batch.reconstructions[i].permute(1, 2, 0).numpy()).save(folder / f"{name}.png")
-        Image.fromarray(batch.originals[i].permute(1, 2, 0).numpy()).save(folder / f"{name}.orig.png")
+        Image.fromarray(recons[i].permute(1, 2, 0).numpy()).save(folder / f"{name}.png")
+        Image.fromarray(originals[i].permute(1, 2, 0).numpy()).save(folder / f"{name}.orig.png")

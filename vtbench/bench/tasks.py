@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .metrics import PSNR, SSIM, Metric, Throughput, TokenStats
+from .metrics import GMSD, PSNR, SSIM, HighFrequencyEnergy, Metric, Throughput, TokenStats
+from .perceptual import FID, LPIPS
+from .text import TextPreservation
 
 
 @dataclass(frozen=True)
@@ -16,15 +18,21 @@ class Task:
     description: str
 
 
-def _image_metrics() -> list[Metric]:
-    return [PSNR(), SSIM(), TokenStats(), Throughput()]
+def _common() -> list[Metric]:
+    return [PSNR(), SSIM(), LPIPS(), TokenStats(), Throughput()]
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("reconstruction", "photos", _image_metrics, "reconstruction quality on photographs"),
-    Task("detail", "detail", _image_metrics, "fine detail: gratings, zone plate, checkerboards, textures"),
-    Task("text", "text", _image_metrics, "rendered text with ground truth"),
+    Task("reconstruction", "photos", lambda: _common() + [FID()],
+         "reconstruction quality on photographs: PSNR, SSIM, LPIPS, rFID, KID"),
+    Task("detail", "detail", lambda: _common() + [GMSD(), HighFrequencyEnergy()],
+         "fine detail (gratings, zone plate, checkerboards, textures): adds GMSD and high-frequency energy"),
+    Task("text", "text", lambda: _common() + [TextPreservation()],
+         "text preservation: OCR CER / word accuracy against ground truth, with the OCR-of-original baseline"),
 )}
+
+METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, LPIPS, FID, GMSD, HighFrequencyEnergy,
+                                                        TextPreservation, TokenStats, Throughput)}
 
 
 def get_task(name: str) -> Task:

@@ -1,0 +1,196 @@
+"""Text preservation: OCR of reconstructions against ground truth, or against OCR of the originals.
+
+Normalisation before comparing (documented in the README): Unicode NFKC, every run of whitespace
+(newlines included) becomes one space, leading/trailing space dropped; the ``_nocase`` variants also
+casefold. Character error rate (CER) is the character-level Levenshtein distance summed over images,
+divided by the summed ground-truth length. Word error rate (WER) is the same on whitespace-separated
+words (a real word-level WER, not characters per word). Word accuracy is the fraction of ground-truth
+words that the alignment matches exactly ((N - substitutions - deletions) / N).
+
+Images with ground truth (``meta["text"]``) get ``cer``/``wer``/``word_accuracy`` for the reconstruction
+and ``ocr_baseline_*`` for the original, which says how much the OCR engine itself loses. Images without
+ground truth get ``ocr_agreement_cer``: CER of OCR(reconstruction) against OCR(original).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+import unicodedata
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._extras import require
+from . import metric_weights
+from .metrics import EvalBatch, Metric
+
+OCR_MIN_SIDE = 512  # images are upsampled (bicubic, integer factor) until the short side reaches this
+
+
+def normalise(text: str, casefold: bool = False) -> str:
+    text = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
+    return text.casefold() if casefold else text
+
+
+def align(ref: list | str, hyp: list | str) -> tuple[int, int]:
+    """Levenshtein alignment of two sequences: (edit distance, number of exactly matched reference items)."""
+    prev = [(j, 0) for j in range(len(hyp) + 1)]  # (cost, matches), cost first so min prefers fewer edits
+    for i, r in enumerate(ref, 1):
+        cur = [(i, 0)]
+        for j, h in enumerate(hyp, 1):
+            sub = prev[j - 1]
+            diag = (sub[0], sub[1] + 1) if r == h else (sub[0] + 1, sub[1])
+            cur.append(min(diag, (prev[j][0] + 1, prev[j][1]), (cur[j - 1][0] + 1, cur[j - 1][1]),
+                           key=lambda t: (t[0], -t[1])))
+        prev = cur
+    return prev[-1]
+
+
+class EasyOCREngine:
+    """EasyOCR (CRAFT detector + English recogniser) with weights from the cache, never downloaded by easyocr."""
+
+    name = "easyocr-en"
+
+    def __init__(self, device: str = "cpu"):
+        easyocr = require("easyocr", "bench", "the text-preservation OCR")
+        model_dir = metric_weights.ensure("easyocr-craft").parent
+        metric_weights.ensure("easyocr-english")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch deprecations inside easyocr
+            self.reader = easyocr.Reader(["en"], gpu=device.startswith("cuda"), model_storage_directory=str(model_dir),
+                                         download_enabled=False, verbose=False)
+
+    def read(self, images: torch.Tensor) -> list[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pin_memory without an accelerator
+            return [" ".join(self.reader.readtext(img, detail=0, paragraph=True)) for img in _upsample_for_ocr(images)]
+
+
+def _upsample_for_ocr(images: torch.Tensor) -> list[np.ndarray]:
+    factor = max(1, math.ceil(OCR_MIN_SIDE / min(images.shape[-2:])))
+    x = images.float()
+    if factor > 1:
+        x = F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False)
+    return list(x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+
+ENGINES = {"easyocr-en": EasyOCREngine}
+
+
+@functools.lru_cache(maxsize=2)
+def ocr_engine(name: str, device: str) -> EasyOCREngine:
+    return ENGINES[name](device)
+
+
+class OCRCache:
+    """OCR text of originals, keyed by engine and a hash of the pixels."""
+
+    def __init__(self, engine: str, root: Path | None = None):
+        self.root = (root or metric_weights.cache_dir() / "ocr") / engine
+
+    def _path(self, image: torch.Tensor) -> Path:
+        arr = image.cpu().numpy()
+        key = hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()
+        return self.root / key[:2] / f"{key}.txt"
+
+    def read(self, images: torch.Tensor, engine) -> list[str]:
+        paths = [self._path(img) for img in images]
+        texts = [p.read_text(encoding="utf-8") if p.is_file() else None for p in paths]
+        missing = [i for i, t in enumerate(texts) if t is None]
+        if missing:
+            for i, t in zip(missing, engine.read(images[missing])):
+                paths[i].parent.mkdir(parents=True, exist_ok=True)
+                tmp = paths[i].with_name(f".{paths[i].name}.tmp")
+                tmp.write_text(t, encoding="utf-8")
+                tmp.replace(paths[i])
+                texts[i] = t
+        return texts
+
+
+#: per comparison: char edits, reference chars, word edits, word hits, reference words
+_COUNTS = 5
+
+
+class TextPreservation(Metric):
+    name = "ocr"
+    description = "OCR character/word error rates against ground truth (or OCR of the original)"
+    outputs = {
+        "cer": (False, "fraction"), "cer_nocase": (False, "fraction"),
+        "wer": (False, "fraction"), "word_accuracy": (True, "fraction"), "word_accuracy_nocase": (True, "fraction"),
+        "ocr_baseline_cer": (False, "fraction"), "ocr_baseline_word_accuracy": (True, "fraction"),
+        "ocr_agreement_cer": (False, "fraction"),
+    }
+
+    def __init__(self, engine: str = "easyocr-en"):
+        super().__init__()
+        self.engine_name = engine
+        self.implementation = (f"{engine} via vtbench (images upsampled to >= {OCR_MIN_SIDE} px, bicubic); "
+                               "NFKC + whitespace normalisation; Levenshtein CER/WER")
+        # one row of counts per comparison: recon vs truth, recon vs truth (no case), original vs truth, recon vs original
+        self.add_state("counts", torch.zeros(4, _COUNTS, dtype=torch.float64))
+        self.add_state("images", torch.zeros(2, dtype=torch.float64))  # with / without ground truth
+
+    def _update(self, batch: EvalBatch):
+        engine = ocr_engine(self.engine_name, str(batch.device))
+        originals = OCRCache(self.engine_name).read(batch.originals, engine)
+        recons = engine.read(batch.reconstructions)
+        rows = {"ocr_text": recons, "cer": [], "word_accuracy": [], "ocr_agreement_cer": []}
+        for meta, orig, rec in zip(batch.meta, originals, recons):
+            truth = meta.get("text")
+            if truth is None:
+                c = self._add(3, orig, rec)
+                self.images[1] += 1
+                rows["ocr_agreement_cer"].append(_rate(c[0], c[1]))
+                rows["cer"].append(None)
+                rows["word_accuracy"].append(None)
+                continue
+            self.images[0] += 1
+            c = self._add(0, truth, rec)
+            self._add(1, truth, rec, casefold=True)
+            self._add(2, truth, orig)
+            rows["cer"].append(_rate(c[0], c[1]))
+            rows["word_accuracy"].append(_rate(c[3], c[4]))
+            rows["ocr_agreement_cer"].append(None)
+        return rows
+
+    def _add(self, row: int, ref: str, hyp: str, casefold: bool = False) -> tuple:
+        c = _compare(ref, hyp, casefold)
+        self.counts[row] += torch.tensor(c, dtype=torch.float64)
+        return c
+
+    def _compute(self):
+        with_truth, without = int(self.images[0]), int(self.images[1])
+        c = self.counts
+
+        def rate(num, den, n):
+            return _rate(float(num), float(den)) if n else None
+
+        out = {
+            "cer": rate(c[0, 0], c[0, 1], with_truth), "cer_nocase": rate(c[1, 0], c[1, 1], with_truth),
+            "wer": rate(c[0, 2], c[0, 4], with_truth), "word_accuracy": rate(c[0, 3], c[0, 4], with_truth),
+            "word_accuracy_nocase": rate(c[1, 3], c[1, 4], with_truth),
+            "ocr_baseline_cer": rate(c[2, 0], c[2, 1], with_truth),
+            "ocr_baseline_word_accuracy": rate(c[2, 3], c[2, 4], with_truth),
+            "ocr_agreement_cer": rate(c[3, 0], c[3, 1], without),
+        }
+        counts = {k: (without if k == "ocr_agreement_cer" else with_truth) for k in out}
+        return {k: self._value(k, v, counts[k]) for k, v in out.items() if counts[k]}
+
+
+def _compare(ref: str, hyp: str, casefold: bool = False) -> tuple[int, int, int, int, int]:
+    """(char edits, ref chars, word edits, word hits, ref words) after normalisation."""
+    r, h = normalise(ref, casefold), normalise(hyp, casefold)
+    char_edits, _ = align(r, h)
+    rw, hw = r.split(), h.split()
+    word_edits, word_hits = align(rw, hw)
+    return char_edits, len(r), word_edits, word_hits, len(rw)
+
+
+def _rate(num: float, den: float) -> float:
+    return num / den if den else (0.0 if num == 0 else 1.0)

@@ -97,6 +97,24 @@ def test_unknown_tokenizer_and_missing_weights_are_clear_errors(tmp_path, capsys
     assert "diffusion_pytorch_model.safetensors" in err and "VTBENCH_WEIGHTS_DIR" in err
 
 
+def test_missing_metric_weights_make_metrics_unavailable_not_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VTBENCH_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("VTBENCH_NO_FETCH", "0")  # restored after the test; --no-fetch sets it
+    out = tmp_path / "runs"
+    assert _run("--tokenizer", "bicubic-f8", "--resolution", "64", "--limit", "2", "--tasks", "reconstruction,text",
+                "--out", str(out), "--no-fetch") == 0
+    rec = json.loads((out / "builtin" / "bicubic-f8" / "reconstruction.json").read_text())["metrics"]
+    for k in ("lpips", "rfid", "kid"):
+        assert rec[k]["available"] is False and rec[k]["value"] is None
+        assert "vtbench weights fetch" in rec[k]["reason"]
+    assert rec["psnr"]["available"] and rec["psnr"]["value"] > 0
+    text = json.loads((out / "builtin" / "bicubic-f8" / "text.json").read_text())["metrics"]
+    assert text["cer"]["available"] is False and "easyocr" in text["cer"]["reason"]
+    assert "unavailable" in (out / "leaderboards" / "reconstruction.md").read_text()
+    assert main(["weights", "status", "lpips-alex"]) == 0
+    assert "missing" in capsys.readouterr().out
+
+
 def test_list_commands(capsys):
     for what in ("tokenizers", "datasets", "metrics", "tasks"):
         assert main(["list", what]) == 0
@@ -121,9 +139,15 @@ def _result(name, family, psnr, ssim, fingerprint="ab" * 32, task="reconstructio
 
 
 def _golden_results():
+    vq, vae = _result("llamagen-vq16", "vq", 20.5, 0.61), _result("sd-vae-ft-mse", "kl-vae", 24.75, 0.73, vocab=())
+    note = "FID on 11 images is dominated by sampling noise"
+    vq["metrics"]["rfid"] = {"value": 80.25, "higher_is_better": False, "unit": "", "note": note}
+    vae["metrics"]["rfid"] = {"value": 40.5, "higher_is_better": False, "unit": "", "note": note}
+    vae["metrics"]["lpips"] = {"value": None, "higher_is_better": False, "unit": "", "available": False,
+                               "reason": "weights missing"}
     return [
-        _result("llamagen-vq16", "vq", 20.5, 0.61),
-        _result("sd-vae-ft-mse", "kl-vae", 24.75, 0.73, vocab=()),
+        vq,
+        vae,
         _result("bicubic-f16", "baseline", 21.3, 0.5622, vocab=(256, 256, 256)),
         _result("bicubic-f8", "baseline", 23.8, 0.6317, task="detail", vocab=(256, 256, 256)),
         _result("other-set", "vq", 30.0, 0.9, fingerprint="cd" * 32),

@@ -12,9 +12,14 @@ from pathlib import Path
 from .results import load_results, write_atomic
 
 #: metric columns, in this order when present; others follow alphabetically
-PREFERRED = ("psnr", "ssim", "lpips", "rfid", "kid", "pfid", "cer", "word_accuracy", "codebook_usage", "token_entropy")
-#: in result files but not in tables: speed depends on the machine, bpp has its own column, perplexity = 2^entropy
-HIDDEN = {"encode_images_per_s", "decode_images_per_s", "token_perplexity", "bits_per_pixel"}
+PREFERRED = ("psnr", "ssim", "lpips", "rfid", "kid", "pfid", "gmsd", "hf_energy_ratio", "cer", "cer_nocase",
+             "word_accuracy", "ocr_agreement_cer", "codebook_usage", "token_entropy")
+#: in result files but not in tables: speed depends on the machine, bpp has its own column, perplexity = 2^entropy,
+#: WER and the case-insensitive word accuracy repeat other columns, the OCR baseline is a note under the table
+HIDDEN = {"encode_images_per_s", "decode_images_per_s", "token_perplexity", "bits_per_pixel", "wer",
+          "word_accuracy_nocase", "ocr_baseline_cer", "ocr_baseline_word_accuracy"}
+#: shown once under a table: the same for every row (a property of the data and the OCR engine)
+BASELINES = {"ocr_baseline_cer": "OCR of the original images: CER", "ocr_baseline_word_accuracy": "word accuracy"}
 
 
 class LeaderboardError(ValueError):
@@ -58,7 +63,7 @@ def _table(results: list[dict]) -> list[str]:
     best = {}
     for k, hib in direction.items():
         vals = [r["metrics"][k]["value"] for r in results if k in r["metrics"] and r["metrics"][k]["value"] is not None]
-        if hib is not None and vals:
+        if hib is not None and len(vals) > 1:
             best[k] = max(vals) if hib else min(vals)
 
     def arrow(k):
@@ -79,7 +84,24 @@ def _table(results: list[dict]) -> list[str]:
             text = _fmt(v["value"], v.get("unit", "")) if v.get("available", True) else "unavailable"
             cells.append(f"**{text}**" if k in best and v["value"] == best[k] else text)
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return lines + _notes(results, metric_names)
+
+
+def _notes(results: list[dict], metric_names: list[str]) -> list[str]:
+    """Caveats, unavailability reasons and dataset baselines, each stated once below the table."""
+    notes = []
+    for k in metric_names:
+        for text in sorted({r["metrics"][k].get("note", "") for r in results if k in r["metrics"]} - {""}):
+            notes.append(f"- `{k}`: {text}")
+        for text in sorted({r["metrics"][k].get("reason", "") for r in results
+                            if k in r["metrics"] and not r["metrics"][k].get("available", True)} - {""}):
+            notes.append(f"- `{k}` unavailable: {text}")
+    base = [f"{label} {_fmt(v, 'fraction')}" for key, label in BASELINES.items()
+            for v in sorted({r["metrics"][key]["value"] for r in results if r["metrics"].get(key, {}).get("value")
+                             is not None})]
+    if base:
+        notes.append("- " + ", ".join(base) + " (how much the OCR engine itself loses)")
+    return ([""] + notes) if notes else []
 
 
 def build(results: list[dict]) -> dict[str, str]:

@@ -70,7 +70,7 @@ class MetricWeights:
         expected = json.loads(self.record.read_text())
         if expected.get("member_sha256") != self.member_sha256:
             return False, "cached file was made from a different source file"
-        if _sha256(self.cached.read_bytes()) != expected.get("sha256"):
+        if _file_sha256(self.cached) != expected.get("sha256"):
             return False, f"cached file {self.cached} is corrupt (hash differs from its record)"
         return True, str(self.cached)
 
@@ -116,6 +116,17 @@ class MetricWeights:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a file, computed once per process for each (path, size, mtime)."""
+    st = path.stat()
+    return _hash_once(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_once(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256(Path(path).read_bytes())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

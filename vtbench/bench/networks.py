@@ -105,14 +105,18 @@ def _unit_channels(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
 
 
-@functools.lru_cache(maxsize=4)
 def lpips_network(net: str = "alex", device: str = "cpu") -> LPIPS:
+    """LPIPS with verified weights (fetched first if missing and allowed); one instance per file and device."""
+    return _lpips(net, metric_weights.ensure(_BACKBONES[net][3]), device)
+
+
+@functools.lru_cache(maxsize=4)
+def _lpips(net: str, path, device: str) -> LPIPS:
     from safetensors.torch import load_file
 
     from ..tokenizers.weights import load_strict
 
     model = LPIPS(net)
-    path = metric_weights.ensure(_BACKBONES[net][3])
     state = load_file(str(path))
     state.update({f"scaling_layer.{k}": v for k, v in model.scaling_layer.state_dict().items()})
     load_strict(model, state, str(path))
@@ -152,11 +156,15 @@ class InceptionFeatures(nn.Module):
         return self.net((x / 128 - 1).clamp(-1, 1 - 1 / 128))
 
 
-@functools.lru_cache(maxsize=2)
 def inception_network(device: str = "cpu") -> InceptionFeatures:
+    """The FID Inception with verified weights (fetched first if missing and allowed)."""
+    return _inception(metric_weights.ensure("fid-inception"), device)
+
+
+@functools.lru_cache(maxsize=2)
+def _inception(path, device: str) -> InceptionFeatures:
     import warnings
 
-    path = metric_weights.ensure("fid-inception")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated but still the format here
         scripted = torch.jit.load(str(path), map_location=device)

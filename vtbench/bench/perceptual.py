@@ -66,7 +66,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     w, v = np.linalg.eigh(s1)
     root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     cross = np.linalg.eigvalsh(root1 @ s2 @ root1)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
+    value = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum()
+    return float(max(value, 0.0))  # a distance; identical statistics can round to -1e-10
 
 
 def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> tuple[float, float]:

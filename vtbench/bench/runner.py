@@ -46,14 +46,6 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def tokenizer_label(tok: Tokenizer) -> str:
-    """Registry name, with ``@tag`` when the weights are not the entry's default."""
-    from ..tokenizers import get_entry
-
-    name, tag = tok.registry_name, tok.loaded_weights.tag
-    return name if tag == get_entry(name).default_weights else f"{name}@{tag}"
-
-
 def _same_setup(old: dict, cfg: RunConfig, resolution: int) -> bool:
     c = old.get("config", {})
     return (c.get("limit") == cfg.limit and c.get("seed") == cfg.seed
@@ -67,7 +59,7 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     An existing result with the same setup is returned as is unless ``cfg.overwrite``: an interrupted
     multi-task run, started again, resumes at the first task it had not finished.
     """
-    label = tokenizer_label(tok)
+    label = tok.label
     path = result_path(out, dataset.name, label, task.name)
     resolution = cfg.resolution or tok.info.resolution
     if path.exists() and not cfg.overwrite:

@@ -56,11 +56,11 @@ class EasyOCREngine:
     """EasyOCR (CRAFT detector + English recogniser) with weights from the cache, never downloaded by easyocr."""
 
     name = "easyocr-en"
+    weights = ("easyocr-craft", "easyocr-english")
 
     def __init__(self, device: str = "cpu"):
         easyocr = require("easyocr", "bench", "the text-preservation OCR")
-        model_dir = metric_weights.ensure("easyocr-craft").parent
-        metric_weights.ensure("easyocr-english")
+        model_dir = metric_weights.WEIGHTS["easyocr-craft"].path().parent
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch deprecations inside easyocr
             self.reader = easyocr.Reader(["en"], gpu=device.startswith("cuda"), model_storage_directory=str(model_dir),
@@ -83,8 +83,15 @@ def _upsample_for_ocr(images: torch.Tensor) -> list[np.ndarray]:
 ENGINES = {"easyocr-en": EasyOCREngine}
 
 
-@functools.lru_cache(maxsize=2)
 def ocr_engine(name: str, device: str) -> EasyOCREngine:
+    """An OCR engine whose weights are verified (fetched first if missing and allowed)."""
+    for w in ENGINES[name].weights:
+        metric_weights.ensure(w)
+    return _engine(name, device, metric_weights.cache_dir())
+
+
+@functools.lru_cache(maxsize=2)
+def _engine(name: str, device: str, cache) -> EasyOCREngine:
     return ENGINES[name](device)
 
 

@@ -115,4 +115,5 @@ def load_tokenizer(spec: str, device: str | torch.device = "cpu") -> Tokenizer:
         record = LoadedWeights(tag, src.describe(), sha, str(path))
     model.loaded_weights = record
     model.registry_name = entry.name
+    model.label = entry.name if tag == entry.default_weights else f"{entry.name}@{tag}"
     return model.eval().to(device)

@@ -176,30 +176,20 @@ def convert_diffusers_state_dict(state: dict) -> dict:
     return out
 
 
-@register_tokenizer(
-    "sd-vae-ft-mse",
-    weights={"hub": HubFile(
-        "stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors",
-        sha256="a1d993488569e928462932c8c38a0760b874d166399b14414135bd9c42df5815",
-        revision="31f26fdeee1355a5c34592e401dd41e45d25a493")},
-    convert=convert_diffusers_state_dict,
-    description="Stable Diffusion KL-f8 VAE, decoder fine-tuned with MSE+LPIPS (continuous reference line)",
-)
-def sd_vae_ft_mse():
-    return AutoencoderKL(KLVAEConfig())
-
-
-@register_tokenizer(
-    "sd-vae-ft-ema",
-    weights={"hub": HubFile(
-        "stabilityai/sd-vae-ft-ema", "diffusion_pytorch_model.safetensors",
-        sha256="32db726da04f06c1b6b14c0043ce115cc87a501482945c5add89a40d838fcb46",
-        revision="f04b2c4b98319346dad8c65879f680b1997b204a")},
-    convert=convert_diffusers_state_dict,
-    description="Stable Diffusion KL-f8 VAE, decoder fine-tuned with EMA weights (continuous reference line)",
-)
-def sd_vae_ft_ema():
-    return AutoencoderKL(KLVAEConfig())
+#: Stable Diffusion's KL-f8 VAE with fine-tuned decoders: name -> (sha256, revision, how it was fine-tuned)
+SD_VAES = {
+    "sd-vae-ft-mse": ("a1d993488569e928462932c8c38a0760b874d166399b14414135bd9c42df5815",
+                      "31f26fdeee1355a5c34592e401dd41e45d25a493", "MSE+LPIPS"),
+    "sd-vae-ft-ema": ("32db726da04f06c1b6b14c0043ce115cc87a501482945c5add89a40d838fcb46",
+                      "f04b2c4b98319346dad8c65879f680b1997b204a", "L1+LPIPS, EMA weights"),
+}
+for _name, (_sha, _rev, _how) in SD_VAES.items():
+    register_tokenizer(
+        _name,
+        weights={"hub": HubFile(f"stabilityai/{_name}", "diffusion_pytorch_model.safetensors", _sha, _rev)},
+        convert=convert_diffusers_state_dict,
+        description=f"Stable Diffusion KL-f8 VAE, decoder fine-tuned ({_how}); the continuous reference line",
+    )(lambda: AutoencoderKL(KLVAEConfig()))
 
 
 TINY_KL_VAE = KLVAEConfig(block_out_channels=(32, 64), layers_per_block=1, latent_channels=4,

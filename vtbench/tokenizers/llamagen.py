@@ -169,26 +169,19 @@ def _official_checkpoint(state: dict) -> dict:
     return state["model"] if "model" in state else state
 
 
-@register_tokenizer(
-    "llamagen-vq16",
-    weights={"hub": HubFile("FoundationVision/LlamaGen", "vq_ds16_c2i.pt",
-                            sha256="109aa8afb2cf3761eec23cdc8644154cb498f5ab7eef2a35264d25e5e0499f7d")},
-    convert=_official_checkpoint,
-    description="LlamaGen VQ-16: 16384 codes of dim 8, cosine lookup, 16x16 tokens at 256 px (ImageNet c2i)",
-)
-def llamagen_vq16():
-    return LlamaGenVQ(VQConfig())
-
-
-@register_tokenizer(
-    "llamagen-vq8",
-    weights={"hub": HubFile("FoundationVision/LlamaGen", "vq_ds8_c2i.pt",
-                            sha256="c70d2966ec012f378793214ff0755087e7c5fe6f035b469995143325dca4a4e3")},
-    convert=_official_checkpoint,
-    description="LlamaGen VQ-8: 16384 codes of dim 8, cosine lookup, 32x32 tokens at 256 px (ImageNet c2i)",
-)
-def llamagen_vq8():
-    return LlamaGenVQ(VQConfig(ch_mult=(1, 2, 2, 4)))
+#: LlamaGen's ImageNet (c2i) tokenizers: name -> (hub file, sha256, encoder/decoder channel multipliers)
+CHECKPOINTS = {
+    "llamagen-vq16": ("vq_ds16_c2i.pt", "109aa8afb2cf3761eec23cdc8644154cb498f5ab7eef2a35264d25e5e0499f7d",
+                      (1, 1, 2, 2, 4)),
+    "llamagen-vq8": ("vq_ds8_c2i.pt", "c70d2966ec012f378793214ff0755087e7c5fe6f035b469995143325dca4a4e3",
+                     (1, 2, 2, 4)),
+}
+for _name, (_file, _sha, _mult) in CHECKPOINTS.items():
+    _side = 256 // 2 ** (len(_mult) - 1)
+    register_tokenizer(
+        _name, weights={"hub": HubFile("FoundationVision/LlamaGen", _file, sha256=_sha)}, convert=_official_checkpoint,
+        description=f"LlamaGen VQ: 16384 codes of dim 8, cosine lookup, {_side}x{_side} tokens at 256 px (ImageNet c2i)",
+    )(lambda mult=_mult: LlamaGenVQ(VQConfig(ch_mult=mult)))
 
 
 TINY_VQ = VQConfig(codebook_size=64, codebook_embed_dim=4, ch=32, ch_mult=(1, 2), num_res_blocks=1,

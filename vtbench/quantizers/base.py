@@ -1,0 +1,56 @@
+"""The forward contract every quantizer follows.
+
+``quantizer(z)`` takes encoder features ``(B, C, *positions)`` and returns a `Quantized`:
+``z_q`` (same shape; the decoder's input, with straight-through gradients to ``z``), ``codes`` (integer
+codes in the layout `vtbench.Tokens` uses: positions first, a trailing component axis when a position
+holds several codes; a list of such tensors for multi-scale quantizers) and ``loss`` (the quantizer's own
+training loss; zero when it has none). ``quantizer.dequantize(codes)`` rebuilds ``z_q`` from codes
+alone, which is the way back from an AR model's output to the decoder. ``kind``, ``vocab_sizes`` and
+``multiscale`` describe the codes exactly as `Tokens` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Quantized:
+    z_q: torch.Tensor
+    codes: torch.Tensor | list[torch.Tensor]
+    loss: torch.Tensor
+    stats: dict = field(default_factory=dict)  # detached diagnostics (e.g. per-scale losses)
+
+
+class Quantizer(nn.Module):
+    kind: str = "index"
+    vocab_sizes: tuple[int, ...] = ()
+    multiscale: bool = False
+
+    def forward(self, z: torch.Tensor) -> Quantized:
+        raise NotImplementedError
+
+    def dequantize(self, codes) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def channels_last(z: torch.Tensor) -> torch.Tensor:
+    """(B, C, *positions) -> (B, *positions, C)."""
+    return z.movedim(1, -1)
+
+
+def channels_first(z: torch.Tensor) -> torch.Tensor:
+    """(B, *positions, C) -> (B, C, *positions)."""
+    return z.movedim(-1, 1)
+
+
+def straight_through(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Value of ``q``, gradient of ``z``."""
+    return z + (q - z).detach()
+
+
+def zero_loss(z: torch.Tensor) -> torch.Tensor:
+    return z.new_zeros(())

@@ -1,0 +1,146 @@
+"""Multi-scale residual quantization: VAR's shared-codebook pyramid and Infinity's bitwise one.
+
+Both quantize a 2D feature map as a sequence of token maps from coarse to fine. At scale k the
+remaining residual is area-downsampled to ``s_k x s_k`` (the last scale is the full map, not resampled),
+quantized, upsampled back, and subtracted from the residual; the sum over scales is the decoder input.
+Scales are given as fractions of the final side (``schedule``), so the same quantizer runs at any
+resolution: with side 16 and VAR's schedule the sides are VAR's (1, 2, 3, 4, 5, 6, 8, 10, 13, 16).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
+from .binary import BSQ
+from .vq import nearest
+
+VAR_SCHEDULE = (1 / 16, 2 / 16, 3 / 16, 4 / 16, 5 / 16, 6 / 16, 8 / 16, 10 / 16, 13 / 16, 1.0)
+INFINITY_SCHEDULE = (1 / 64, 2 / 64, 4 / 64, 6 / 64, 8 / 64, 12 / 64, 16 / 64, 20 / 64, 24 / 64, 32 / 64,
+                     40 / 64, 48 / 64, 1.0)
+
+
+def scale_sides(side: int, schedule: tuple[float, ...]) -> list[int]:
+    """Token-map sides for a final side: rounded fractions, at least 1, strictly increasing, ending at side."""
+    sides = []
+    for f in schedule:
+        s = min(side, max(1, round(side * f)))
+        if not sides or s > sides[-1]:
+            sides.append(s)
+    if sides[-1] != side:
+        sides.append(side)
+    return sides
+
+
+def _square_side(z: torch.Tensor) -> int:
+    if z.ndim != 4 or z.shape[-1] != z.shape[-2]:
+        raise ValueError(f"multi-scale quantizers take square (B, C, h, h) maps, got {tuple(z.shape)}")
+    return z.shape[-1]
+
+
+def _down(x: torch.Tensor, side: int) -> torch.Tensor:
+    return x if x.shape[-1] == side else F.interpolate(x, size=(side, side), mode="area")
+
+
+class Phi(nn.Module):
+    """VAR's refinement of an upsampled code map: ``(1 - r) h + r conv3x3(h)`` with r = 0.5."""
+
+    def __init__(self, dim: int, ratio: float = 0.5):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1)
+        self.ratio = ratio
+
+    def forward(self, h):
+        return h * (1 - self.ratio) + self.conv(h) * self.ratio
+
+
+class MultiScaleResidualVQ(Quantizer):
+    """VAR: one shared codebook (l2 lookup) over a pyramid of scales, bicubic upsampling, and ``phis``
+    refinement convs shared across scales (scale k uses the phi whose tick in linspace(1/(3n), 1-1/(3n))
+    is nearest to k/(K-1); VAR uses 4 ticks at 1/12 .. 11/12). Loss per scale on the running sum
+    ``f_hat``: ``beta ||sg(f_hat) - f||^2 + ||f_hat - sg(f)||^2``, averaged over scales; straight-through.
+    Feature maps must be square.
+    Codes: a list of ``(B, s_k, s_k)`` index maps."""
+
+    kind = "index"
+    multiscale = True
+
+    def __init__(self, dim: int, codebook_size: int, schedule: tuple[float, ...] = VAR_SCHEDULE, phis: int = 4,
+                 beta: float = 0.25):
+        super().__init__()
+        self.vocab_sizes = (codebook_size,)
+        self.embedding = nn.Embedding(codebook_size, dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        self.phi = nn.ModuleList([Phi(dim) for _ in range(phis)])
+        self.register_buffer("ticks", torch.linspace(1 / (3 * phis), 1 - 1 / (3 * phis), phis), persistent=False)
+        self.schedule, self.beta = tuple(schedule), beta
+
+    def _phi(self, k: int, n: int) -> Phi:
+        return self.phi[int((self.ticks - k / max(n - 1, 1)).abs().argmin())]
+
+    def _up(self, codes: torch.Tensor, k: int, n: int, side: int) -> torch.Tensor:
+        h = channels_first(self.embedding(codes))
+        if h.shape[-1] != side:
+            h = F.interpolate(h, size=(side, side), mode="bicubic")
+        return self._phi(k, n)(h)
+
+    def forward(self, z):
+        side = _square_side(z)
+        sides = scale_sides(side, self.schedule)
+        f_hat, rest = torch.zeros_like(z), z.detach().clone()
+        codes, losses = [], []
+        for k, s in enumerate(sides):
+            r = channels_last(_down(rest, s))
+            idx = nearest(r.reshape(-1, r.shape[-1]), self.embedding.weight).view(r.shape[:-1])
+            h = self._up(idx, k, len(sides), side)
+            f_hat = f_hat + h
+            rest = rest - h.detach()
+            codes.append(idx)
+            losses.append(self.beta * F.mse_loss(f_hat.detach(), z) + F.mse_loss(f_hat, z.detach()))
+        loss = sum(losses) / len(losses)
+        return Quantized(straight_through(z, f_hat), codes, loss, {"scale_sides": sides})
+
+    def dequantize(self, codes):
+        side = codes[-1].shape[-1]
+        return sum(self._up(c, k, len(codes), side) for k, c in enumerate(codes))
+
+
+class MultiScaleBSQ(Quantizer):
+    """Infinity's bitwise multi-scale residual quantizer: at each scale the downsampled residual is
+    l2-normalised and quantized to ``sign / sqrt(d)`` (BSQ), upsampled bilinearly, and subtracted. No
+    codebook and no refinement convs. Loss: BSQ commitment per scale, averaged. Codes: a list of
+    ``(B, s_k, s_k, d)`` bit maps."""
+
+    kind = "binary"
+    multiscale = True
+
+    def __init__(self, bits: int, schedule: tuple[float, ...] = INFINITY_SCHEDULE, beta: float = 0.25):
+        super().__init__()
+        self.bsq = BSQ(bits, beta)
+        self.vocab_sizes = self.bsq.vocab_sizes
+        self.schedule = tuple(schedule)
+
+    @staticmethod
+    def _up(q: torch.Tensor, side: int) -> torch.Tensor:
+        q = channels_first(q)
+        return q if q.shape[-1] == side else F.interpolate(q, size=(side, side), mode="bilinear")
+
+    def forward(self, z):
+        side = _square_side(z)
+        sides = scale_sides(side, self.schedule)
+        f_hat, rest = torch.zeros_like(z), z
+        codes, losses = [], []
+        for s in sides:
+            u, q, bits = self.bsq.quantize(channels_last(_down(rest, s)))
+            h = self._up(straight_through(u, q), side)
+            f_hat = f_hat + h
+            rest = rest - h.detach()
+            codes.append(bits)
+            losses.append(self.bsq.beta * F.mse_loss(u, q.detach()))
+        return Quantized(f_hat, codes, sum(losses) / len(losses), {"scale_sides": sides})
+
+    def dequantize(self, codes):
+        side = codes[-1].shape[-2]
+        return sum(self._up((c.float() * 2 - 1) / self.bsq.bits ** 0.5, side) for c in codes)

@@ -1,0 +1,109 @@
+"""Scalar quantizers: every channel on its own grid of levels (FSQ, TokenBridge), and the continuous
+Gaussian posterior of a KL-VAE, which quantizes nothing."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import Quantized, Quantizer, channels_first, channels_last, straight_through, zero_loss
+
+
+class FSQ(Quantizer):
+    """Finite scalar quantization (Mentzer et al. 2023): channel i is bounded with tanh to ``levels[i]``
+    values and rounded (straight-through). No codebook, no auxiliary loss. Codes are level indices
+    ``0 .. L-1`` per channel; ``z_q`` is the rounded value scaled into [-1, 1]."""
+
+    kind = "levels"
+
+    def __init__(self, levels: tuple[int, ...], eps: float = 1e-3):
+        super().__init__()
+        self.vocab_sizes = tuple(levels)
+        lv = torch.tensor(levels, dtype=torch.float32)
+        self.register_buffer("levels", lv, persistent=False)
+        self.register_buffer("half_l", (lv - 1) * (1 + eps) / 2, persistent=False)
+        self.register_buffer("offset", torch.where(lv % 2 == 0, 0.5, 0.0), persistent=False)
+        self.register_buffer("half_width", torch.div(lv, 2, rounding_mode="floor"), persistent=False)
+
+    def forward(self, z):
+        zl = channels_last(z)
+        shift = torch.atanh(self.offset / self.half_l)
+        bounded = torch.tanh(zl + shift) * self.half_l - self.offset
+        rounded = straight_through(bounded, bounded.round())
+        codes = (rounded.detach() + self.half_width).long()
+        return Quantized(channels_first(rounded / self.half_width), codes, zero_loss(z))
+
+    def dequantize(self, codes):
+        return channels_first((codes.float() - self.half_width) / self.half_width)
+
+
+class DimensionWiseQuantizer(Quantizer):
+    """TokenBridge's post-training quantization of a continuous latent, channel by channel.
+
+    As in the paper's code: the latent is scaled to unit variance (their VAE's factor 0.2325), the range
+    [-5, 5] of that is mapped linearly onto [-3, 3] (clamped), and each value goes to the nearest of
+    ``2^bits`` reconstruction points: the bins are equal-probability quantiles of a standard normal
+    truncated to [-3, 3], each represented by the normal's mean within the bin. Dequantization maps the
+    point back. Nothing is trained; `fit` sets the scale from latent statistics
+    (``value_range`` = 5 standard deviations).
+    """
+
+    kind = "levels"
+    STD_RANGE = 3.0
+
+    def __init__(self, channels: int, bits: int, value_range: float = 5.0):
+        super().__init__()
+        n = 2 ** bits
+        self.vocab_sizes = (n,) * channels
+        self.register_buffer("points", _truncated_normal_bin_means(n, self.STD_RANGE))
+        self.register_buffer("value_range", torch.tensor(float(value_range)))
+
+    @torch.no_grad()
+    def fit(self, latents: torch.Tensor) -> None:
+        """Set ``value_range`` to 5 standard deviations of the given latents."""
+        self.value_range.fill_(5 * float(latents.float().std()))
+
+    def forward(self, z):
+        zl = channels_last(z)
+        x = (zl / self.value_range * self.STD_RANGE).clamp(-self.STD_RANGE, self.STD_RANGE)
+        codes = (x.unsqueeze(-1) - self.points).abs().argmin(-1)
+        q = self.points[codes] / self.STD_RANGE * self.value_range
+        return Quantized(channels_first(straight_through(zl, q)), codes, zero_loss(z))
+
+    def dequantize(self, codes):
+        return channels_first(self.points[codes] / self.STD_RANGE * self.value_range)
+
+
+def _truncated_normal_bin_means(n: int, limit: float) -> torch.Tensor:
+    """Means of a standard normal within each of n equal-probability bins, the outer bins cut at +-limit."""
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    edges = normal.icdf(torch.linspace(0, 1, n + 1, dtype=torch.float64)[1:-1])
+    edges = torch.cat([torch.tensor([-limit], dtype=torch.float64), edges, torch.tensor([limit], dtype=torch.float64)])
+    a, b = edges[:-1], edges[1:]
+    pdf = torch.exp(-0.5 * edges ** 2) / math.sqrt(2 * math.pi)
+    mass = normal.cdf(b) - normal.cdf(a)
+    return ((pdf[:-1] - pdf[1:]) / mass).float()
+
+
+class DiagonalGaussian(Quantizer):
+    """The KL-VAE bottleneck: features hold mean and log-variance; training samples, evaluation uses the
+    mean. Loss: KL to a standard normal, summed over channels and averaged over positions, times
+    ``kl_weight``. Continuous: ``codes`` are the latents themselves (channels last)."""
+
+    kind = "continuous"
+
+    def __init__(self, kl_weight: float = 1e-6):
+        super().__init__()
+        self.kl_weight = kl_weight
+
+    def forward(self, z):
+        mean, logvar = z.chunk(2, dim=1)
+        logvar = logvar.clamp(-30.0, 20.0)
+        sample = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+        return Quantized(sample, channels_last(mean), self.kl_weight * kl)
+
+    def dequantize(self, codes):
+        return channels_first(codes)

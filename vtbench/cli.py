@@ -1,4 +1,4 @@
-"""`vtbench list | run | weights | leaderboard`."""
+"""`vtbench list | run | weights | train | leaderboard`."""
 
 from __future__ import annotations
 
@@ -108,6 +108,25 @@ def _cmd_weights(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from dataclasses import fields
+
+    from .train import TrainConfig, train
+
+    name = args.tokenizer
+    if not name.startswith("mini-"):
+        raise KeyError(f"vtbench trains the mini-zoo (mini-<family>), not {name!r}; see `vtbench list tokenizers`")
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    cfg = TrainConfig(**overrides)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = train(name[len("mini-"):], Path(args.out or f"runs/train/{name}"), cfg, progress=not args.quiet)
+    print(f"trained {name}: {out}/model.safetensors, {out}/config.json")
+    return 0
+
+
 def _cmd_leaderboard(args) -> int:
     from .bench import leaderboard
 
@@ -150,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     wt.add_argument("action", choices=("status", "fetch"))
     wt.add_argument("names", nargs="*", help="weights to act on (default: all)")
     wt.set_defaults(func=_cmd_weights)
+
+    tr = sub.add_parser("train", help="train a mini-zoo tokenizer (resumable)")
+    tr.add_argument("--tokenizer", required=True, help="mini-<family>, e.g. mini-vq")
+    tr.add_argument("--steps", type=int)
+    tr.add_argument("--batch-size", dest="batch_size", type=int)
+    tr.add_argument("--crop", type=int, help="training crop size (the tokenizers are convolutional)")
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--manifest", help="training data manifest (default: mini-train)")
+    tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument("--out", help="output folder (default: runs/train/<tokenizer>)")
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=_cmd_train)
 
     lb = sub.add_parser("leaderboard", help="make markdown leaderboards from result files")
     lb.add_argument("--results", default="runs", help="folder of result files")

@@ -1,0 +1,192 @@
+"""The mini-zoo: one small conv backbone, one quantizer per family, trained by `vtbench train`.
+
+Every family shares the same encoder and decoder (f=8: a pixel-unshuffle stem by 4, one stride-2
+stage, residual blocks) and differs only in the bottleneck: a 1x1 conv into the quantizer's space, the
+quantizer, a 1x1 conv back. Same data, steps, seed and losses for all, so the comparison is controlled.
+Conv tokenizers run at any resolution; they are trained on small crops and evaluated at 256 px.
+
+Trained weights ship inside the package (``vtbench/weights/mini-<family>/``: ``model.safetensors`` and
+``config.json`` with the recipe, data manifest, seed and final losses) and are registered as
+``mini-<family>``. These are small models trained for minutes on a CPU: they are here to compare
+quantizer families under equal conditions and to give `vtbench run` real numbers offline, not to
+stand in for the published tokenizers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .. import quantizers as Q
+from .base import Tokenizer, TokenizerInfo
+from .layers import Downsample, ResnetBlock, Upsample
+from .registry import register_tokenizer
+from .tokens import Tokens
+from .weights import PACKAGE_WEIGHTS, PackageFile
+
+
+@dataclass(frozen=True)
+class MiniConfig:
+    family: str
+    quantizer: str  # a key of QUANTIZERS
+    quantizer_args: dict = field(default_factory=dict)
+    code_channels: int = 8  # channels the quantizer reads and writes (KL: the latent channels)
+    width: int = 64
+    groups: int = 16
+    resolution: int = 256  # evaluation resolution
+    paper: str = ""
+    notes: str = ""
+
+
+def _bottleneck_in(cfg: MiniConfig) -> int:
+    return 2 * cfg.code_channels if cfg.quantizer == "kl" else cfg.code_channels
+
+
+class MiniEncoder(nn.Module):
+    def __init__(self, width: int, groups: int, out_channels: int):
+        super().__init__()
+        self.stem = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(48, width, 3, padding=1))
+        self.blocks = nn.Sequential(
+            ResnetBlock(width, width, groups), Downsample(width), ResnetBlock(width, 2 * width, groups),
+            ResnetBlock(2 * width, 2 * width, groups))
+        self.norm = nn.GroupNorm(groups, 2 * width, eps=1e-6)
+        self.out = nn.Conv2d(2 * width, out_channels, 1)
+
+    def forward(self, x):
+        return self.out(torch.nn.functional.silu(self.norm(self.blocks(self.stem(x)))))
+
+
+class MiniDecoder(nn.Module):
+    def __init__(self, width: int, groups: int, in_channels: int):
+        super().__init__()
+        self.inp = nn.Conv2d(in_channels, 2 * width, 3, padding=1)
+        self.blocks = nn.Sequential(
+            ResnetBlock(2 * width, 2 * width, groups), ResnetBlock(2 * width, width, groups), Upsample(width),
+            ResnetBlock(width, width, groups))
+        self.norm = nn.GroupNorm(groups, width, eps=1e-6)
+        self.out = nn.Sequential(nn.Conv2d(width, 48, 3, padding=1), nn.PixelShuffle(4))
+
+    def forward(self, z):
+        return self.out(torch.nn.functional.silu(self.norm(self.blocks(self.inp(z)))))
+
+
+def _build_quantizer(cfg: MiniConfig) -> Q.Quantizer:
+    a = dict(cfg.quantizer_args)
+    c = cfg.code_channels
+    if cfg.quantizer == "vq":
+        return Q.VectorQuantizer(c, **a)
+    if cfg.quantizer == "vqgan-lc":
+        return Q.FrozenCodebookVQ(torch.zeros(a.pop("codebook_size"), a.pop("feature_dim")), c, **a)
+    if cfg.quantizer == "fq":
+        return Q.FactorizedQuantizer(c, **a)
+    if cfg.quantizer == "var":
+        return Q.MultiScaleResidualVQ(c, **a)
+    if cfg.quantizer == "lfq":
+        return Q.LFQ(c, **a)
+    if cfg.quantizer == "bsq":
+        return Q.BSQ(c, **a)
+    if cfg.quantizer == "msbsq":
+        return Q.MultiScaleBSQ(c, **a)
+    if cfg.quantizer == "fsq":
+        return Q.FSQ(tuple(a["levels"]))
+    if cfg.quantizer == "tokenbridge":
+        return Q.DimensionWiseQuantizer(c, **a)
+    if cfg.quantizer == "kl":
+        return Q.DiagonalGaussian(**a)
+    raise ValueError(f"unknown quantizer {cfg.quantizer!r}")
+
+
+class MiniTokenizer(Tokenizer):
+    def __init__(self, cfg: MiniConfig):
+        super().__init__()
+        self.cfg = cfg
+        bottleneck = 2 * cfg.width
+        self.encoder = MiniEncoder(cfg.width, cfg.groups, bottleneck)
+        self.quant_conv = nn.Conv2d(bottleneck, _bottleneck_in(cfg), 1)
+        self.quantizer = _build_quantizer(cfg)
+        self.post_quant_conv = nn.Conv2d(cfg.code_channels, bottleneck, 1)
+        self.decoder = MiniDecoder(cfg.width, cfg.groups, bottleneck)
+        q = self.quantizer
+        side = cfg.resolution // 8
+        positions = (sum(s * s for s in Q.scale_sides(side, q.schedule)) if q.multiscale else side * side)
+        self.info = TokenizerInfo(
+            family=cfg.family, kind=q.kind, resolution=cfg.resolution, downsample=8, vocab_sizes=q.vocab_sizes,
+            tokens_per_image=positions, paper=cfg.paper, code="https://github.com (vtbench mini-zoo)",
+            license="Apache-2.0", input_range="minus_one_one",
+            notes=cfg.notes or "vtbench mini-zoo: small model trained by `vtbench train` on a CPU",
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training path: (reconstruction in [-1, 1] scale, quantizer loss)."""
+        out = self.quantizer(self.quant_conv(self.encoder(x)))
+        return self.decoder(self.post_quant_conv(out.z_q)), out.loss
+
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-quantization features (for post-training quantizers and codebook initialisation)."""
+        return self.quant_conv(self.encoder(x))
+
+    def _encode(self, x):
+        out = self.quantizer(self.latents(x))
+        codes = out.codes if isinstance(out.codes, list) else [out.codes]
+        return Tokens(tuple(codes), self.quantizer.kind, self.quantizer.vocab_sizes,
+                      multiscale=self.quantizer.multiscale)
+
+    def _decode(self, tokens):
+        codes = list(tokens.scales) if tokens.multiscale else tokens.scales[0]
+        return self.decoder(self.post_quant_conv(self.quantizer.dequantize(codes)))
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+
+BITS = 12  # bits per f8 position, where a family allows choosing it (about 0.19 bpp)
+
+FAMILIES: dict[str, MiniConfig] = {c.family: c for c in (
+    MiniConfig("kl", "kl", {"kl_weight": 1e-6}, code_channels=4,
+               paper="https://arxiv.org/abs/2112.10752", notes="continuous reference line (4-channel latent)"),
+    MiniConfig("tokenbridge", "tokenbridge", {"bits": 3}, code_channels=4,
+               paper="https://arxiv.org/abs/2503.16430",
+               notes="post-training dimension-wise quantization of mini-kl's latent, 3 bits per channel"),
+    MiniConfig("vq", "vq", {"codebook_size": 2 ** BITS, "distance": "cosine"}, code_channels=8,
+               paper="https://arxiv.org/abs/2406.06525", notes="4096 codes of dim 8, cosine lookup (LlamaGen style)"),
+    MiniConfig("vqgan-lc", "vqgan-lc", {"codebook_size": 16384, "feature_dim": 192}, code_channels=8,
+               paper="https://arxiv.org/abs/2406.11837",
+               notes="16384 frozen codes from LPIPS-AlexNet conv2 features of training patches (k-means), "
+                     "trainable linear projector"),
+    MiniConfig("fqgan", "fq", {"factors": 2, "codebook_size": 64, "code_dim": 8}, code_channels=16,
+               paper="https://arxiv.org/abs/2411.16681", notes="2 sub-codebooks of 64, disentanglement 0.1"),
+    MiniConfig("var", "var", {"codebook_size": 2 ** BITS}, code_channels=8,
+               paper="https://arxiv.org/abs/2404.02905", notes="VAR schedule, 4096 shared codes, 4 phi convs"),
+    MiniConfig("lfq", "lfq", {}, code_channels=BITS, paper="https://arxiv.org/abs/2310.05737"),
+    MiniConfig("bsq", "bsq", {}, code_channels=BITS, paper="https://arxiv.org/abs/2406.07548"),
+    MiniConfig("infinity", "msbsq", {}, code_channels=BITS, paper="https://arxiv.org/abs/2412.04431",
+               notes="multi-scale bitwise residual (Infinity schedule), 12 bits per position per scale"),
+    MiniConfig("fsq", "fsq", {"levels": [8, 8, 8, 8]}, code_channels=4, paper="https://arxiv.org/abs/2309.15505"),
+)}
+
+
+def weights_dir(family: str):
+    return PACKAGE_WEIGHTS / f"mini-{family}"
+
+
+def load_config(family: str) -> MiniConfig:
+    """The shipped config when the family has been trained, else the code's default."""
+    path = weights_dir(family) / "config.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())["model"]
+        return MiniConfig(**saved)
+    return FAMILIES[family]
+
+
+def _register(family: str) -> None:
+    register_tokenizer(
+        f"mini-{family}", weights={"vtbench": PackageFile(f"mini-{family}/model.safetensors")},
+        description=f"vtbench mini-zoo ({family}): {FAMILIES[family].notes or FAMILIES[family].quantizer}",
+    )(lambda: MiniTokenizer(load_config(family)))
+
+
+for _family in FAMILIES:
+    _register(_family)

@@ -1,0 +1,191 @@
+"""`vtbench train`: train a mini-zoo tokenizer on the training corpus, resumably, with a recorded recipe.
+
+Loss: L1 + LPIPS (AlexNet, the metric's own network) + the quantizer's own loss. Adam, linear warm-up,
+cosine decay. Codes no encoder output has chosen for a while are re-seeded on recent encoder outputs.
+A checkpoint is written every ``checkpoint_every`` steps; running the same command again resumes from it.
+The result is ``model.safetensors`` (float16) and ``config.json`` (model config, recipe, data manifest
+and its hash, seed, final losses, wall time, machine).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .bench.networks import lpips_network
+from .bench.results import write_atomic
+from .tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer
+from .training_data import TrainingImages
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 16
+    crop: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    lpips_weight: float = 1.0
+    seed: int = 0
+    restart_every: int = 200
+    checkpoint_every: int = 250
+    manifest: str = "mini-train"
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
+
+
+def save_model(model: MiniTokenizer, out: Path, record: dict) -> None:
+    from safetensors.torch import save
+
+    state = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".model.tmp").write_bytes(save(state))
+    (out / ".model.tmp").replace(out / "model.safetensors")
+    write_atomic(out / "config.json", json.dumps({"model": asdict(model.cfg), **record}, indent=2) + "\n")
+
+
+@torch.no_grad()
+def init_vqgan_lc_codebook(model: MiniTokenizer, data: TrainingImages, cfg: TrainConfig, iters: int = 3) -> None:
+    """Frozen codebook = k-means centres of LPIPS-AlexNet conv2 features (192-d) of training crops."""
+    lp = lpips_network("alex")
+    size = model.quantizer.codebook_features.shape[0]
+    feats = []
+    while sum(len(f) for f in feats) < 4 * size:
+        h = lp.net.slice2(lp.net.slice1(lp.scaling_layer(data.batch(64, cfg.crop))))  # (B, 192, 7, 7)
+        feats.append(h.movedim(1, -1).reshape(-1, h.shape[1]))
+    feats = torch.cat(feats)
+    g = torch.Generator().manual_seed(cfg.seed)
+    centres = feats[torch.randperm(len(feats), generator=g)[:size]].clone()
+    for _ in range(iters):
+        assign = torch.cat([torch.cdist(chunk, centres).argmin(1) for chunk in feats.split(4096)])
+        sums = torch.zeros_like(centres).index_add_(0, assign, feats)
+        counts = torch.bincount(assign, minlength=size).float()
+        alive = counts > 0
+        centres[alive] = sums[alive] / counts[alive, None]
+    model.quantizer.codebook_features.copy_(centres)
+
+
+@torch.no_grad()
+def fit_post_training(model: MiniTokenizer, data: TrainingImages, cfg: TrainConfig, batches: int = 50) -> None:
+    """TokenBridge: fit the dimension-wise quantizer's scale on the KL latent's posterior means."""
+    mean = torch.cat([model.latents(data.batch(cfg.batch_size, cfg.crop)) for _ in range(batches)])
+    model.quantizer.fit(mean)
+
+
+def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bool = True) -> Path:
+    """Train ``mini-<family>`` into ``out``; resumes from ``out/checkpoint.pt`` when it exists."""
+    if family not in FAMILIES:
+        raise KeyError(f"unknown mini family {family!r}; families: {', '.join(FAMILIES)}")
+    mcfg: MiniConfig = FAMILIES[family]
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    data = TrainingImages(cfg.manifest, seed=cfg.seed)
+    model = MiniTokenizer(mcfg)
+    started = time.perf_counter()
+
+    if mcfg.quantizer == "tokenbridge":
+        return _post_training(model, data, cfg, out, started)
+
+    if mcfg.quantizer == "vqgan-lc":
+        init_vqgan_lc_codebook(model, data, cfg)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99))
+    ckpt_path = out / "checkpoint.pt"
+    step, history = 0, []
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, history = ckpt["step"], ckpt["history"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        data.rng.bit_generator.state = ckpt["data_rng"]
+    perceptual = lpips_network("alex")
+    model.train()
+    recent = deque(history[-100:], maxlen=100)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train mini-{family}", disable=not progress)
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg)
+        x = data.batch(cfg.batch_size, cfg.crop)
+        y, q_loss = model(x)
+        l1 = (y - x).abs().mean()
+        lp = perceptual(y, x).mean()
+        loss = l1 + cfg.lpips_weight * lp + q_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        row = {"step": step, "loss": loss.item(), "l1": l1.item(), "lpips": lp.item(), "quant": q_loss.item()}
+        history.append(row)
+        recent.append(row)
+        if step % cfg.restart_every == 0 and step < cfg.steps * 0.8:
+            restart = getattr(model.quantizer, "restart_dead_codes", None)
+            if restart:
+                row["restarted_codes"] = restart()
+        bar.update(1)
+        bar.set_postfix(l1=f"{l1.item():.3f}", lpips=f"{lp.item():.3f}", q=f"{q_loss.item():.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _checkpoint(ckpt_path, model, opt, step, history, data)
+    bar.close()
+    final = {k: float(np.mean([r[k] for r in recent])) for k in ("loss", "l1", "lpips", "quant")}
+    record = _record(cfg, data, final, started, history)
+    save_model(model.eval(), out, record)
+    return out
+
+
+def _post_training(model, data, cfg, out, started) -> Path:
+    from safetensors.torch import load_file
+
+    source = FAMILIES["kl"]
+    kl_dir = Path(__file__).resolve().parent / "weights" / "mini-kl"
+    if not (kl_dir / "model.safetensors").is_file():
+        raise FileNotFoundError("mini-tokenbridge quantizes mini-kl's latent: train mini-kl first")
+    state = {k: v.float() for k, v in load_file(str(kl_dir / "model.safetensors")).items()}
+    # the KL bottleneck reads 2x the channels (mean and log-variance); keep only the mean's projection
+    c = source.code_channels
+    state["quant_conv.weight"], state["quant_conv.bias"] = state["quant_conv.weight"][:c], state["quant_conv.bias"][:c]
+    own = model.state_dict()
+    model.load_state_dict({**{k: v for k, v in own.items() if k.startswith("quantizer.")}, **state})
+    model.eval()
+    fit_post_training(model, data, cfg)
+    record = _record(cfg, data, {}, started, [])
+    record["post_training"] = {"from": "mini-kl", "value_range": float(model.quantizer.value_range)}
+    save_model(model, out, record)
+    return out
+
+
+def _checkpoint(path: Path, model, opt, step, history, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".checkpoint.tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
+                "torch_rng": torch.get_rng_state(), "data_rng": data.rng.bit_generator.state}, tmp)
+    tmp.replace(path)
+
+
+def _record(cfg: TrainConfig, data: TrainingImages, final: dict, started: float, history: list) -> dict:
+    return {
+        "train": asdict(cfg),
+        "data": data.describe(),
+        "final_losses_last_100_steps": final,
+        "loss_curve_every_100_steps": [r for r in history if r["step"] % 100 == 0],
+        "wall_s": round(time.perf_counter() - started, 1),
+        "machine": {"device": "cpu", "threads": torch.get_num_threads(), "platform": platform.platform(),
+                    "torch": torch.__version__},
+        "vtbench_version": __version__,
+    }

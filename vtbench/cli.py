@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 def _cmd_list(args) -> int:
@@ -74,6 +75,9 @@ def _cmd_run(args) -> int:
             skipped = f", {d['num_skipped']} skipped" if d["num_skipped"] else ""
             print(f"[{result['tokenizer']['name']}] {task.name}: {d['num_samples']} images{skipped}: {summary}")
             print(f"  -> {path}")
+    if not any(out.rglob("*.json")):
+        print("no results were written", file=sys.stderr)
+        return 1
     boards = leaderboard.write(out, out / "leaderboards")
     print(f"results: {out}/")
     print(f"leaderboard: {boards[-1].parent}/ ({', '.join(p.name for p in boards)})")
@@ -192,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda message, *_args, **_kw: f"vtbench: warning: {message}\n"
     try:
         return args.func(args)
     except (KeyError, ValueError, RuntimeError, ImportError, OSError) as e:  # DatasetUnavailable is a RuntimeError

@@ -41,6 +41,7 @@ class TrainConfig:
     restart_every: int = 200
     checkpoint_every: int = 250
     manifest: str = "mini-train"
+    synthetic: int = 200  # generated text images and procedural textures, each
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -96,7 +97,7 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
     mcfg: MiniConfig = FAMILIES[family]
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    data = TrainingImages(cfg.manifest, seed=cfg.seed)
+    data = TrainingImages(cfg.manifest, seed=cfg.seed, synthetic=cfg.synthetic)
     model = MiniTokenizer(mcfg)
     started = time.perf_counter()
 

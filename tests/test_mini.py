@@ -1,0 +1,73 @@
+"""The mini-zoo: every family through the tokenizer interface, and a short resumable training run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from vtbench.tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer
+from vtbench.tokenizers.weights import load_strict
+from vtbench.train import TrainConfig, train
+
+#: bits per f8 position where the family allows choosing it
+TWELVE_BITS = {"vq", "fqgan", "lfq", "bsq", "fsq", "tokenbridge"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_fits_the_interface(family):
+    torch.manual_seed(0)
+    tok = MiniTokenizer(FAMILIES[family]).eval()
+    x = torch.rand(2, 3, 256, 256) * 2 - 1  # the mini-zoo's evaluation resolution
+    with torch.inference_mode():
+        tokens = tok.encode(x)
+        y = tok.decode(tokens)
+        assert y.shape == x.shape
+        assert tokens.kind == tok.info.kind and tokens.vocab_sizes == tok.info.vocab_sizes
+        if tokens.is_discrete:
+            tokens.validate()
+            assert torch.allclose(tok.decode_indices(tokens.indices), y, atol=1e-5)
+    if family in TWELVE_BITS:
+        assert tokens.bits_per_pixel(256, 256) == pytest.approx(12 / 64)
+    if family in ("var", "infinity"):
+        assert tokens.multiscale and tokens.bits_per_pixel(256, 256) > 12 / 64
+    assert tok.info.tokens_per_image == tokens.positions_per_image
+
+
+def test_training_runs_resumes_and_saves_a_strictly_loadable_model(tmp_path):
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(3):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(p)
+        import hashlib
+        files.append({"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "package": "test"})
+    manifest = tmp_path / "tiny-train.json"
+    manifest.write_text(json.dumps({"name": "tiny-train", "kind": "training", "files": files}))
+    out = tmp_path / "mini-vq"
+    cfg = dict(batch_size=2, crop=32, warmup=2, checkpoint_every=3, manifest=str(manifest), synthetic=2)
+    train("vq", out, TrainConfig(steps=3, **cfg), progress=False)
+    first = json.loads((out / "config.json").read_text())
+    assert first["train"]["steps"] == 3 and (out / "checkpoint.pt").is_file()
+    train("vq", out, TrainConfig(steps=6, **cfg), progress=False)  # resumes at step 3
+    saved = json.loads((out / "config.json").read_text())
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 6 and [r["step"] for r in ckpt["history"]] == [1, 2, 3, 4, 5, 6]
+    assert saved["data"]["photographs"] == 3 and set(saved["final_losses_last_100_steps"]) >= {"l1", "lpips"}
+    model = MiniTokenizer(MiniConfig(**saved["model"]))
+    state = load_file(str(out / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    load_strict(model, state, "trained")
+
+
+def test_training_data_rejects_a_changed_file(tmp_path):
+    from vtbench.training_data import TrainingImages
+
+    p = tmp_path / "a.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(p)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"name": "m", "files": [{"path": str(p), "sha256": "0" * 64}]}))
+    with pytest.raises(ValueError, match="differs from the manifest"):
+        TrainingImages(str(manifest), synthetic=1)

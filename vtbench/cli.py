@@ -71,6 +71,9 @@ def _cmd_run(args) -> int:
         for task in tasks:
             result, path = evaluate(tok, dataset, task, out, cfg, progress=not args.quiet)
             summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in result["metrics"].items() if v["value"] is not None)
+            missing = [k for k, v in result["metrics"].items() if not v.get("available", True)]
+            if missing:
+                summary += f"; unavailable: {', '.join(missing)} (reasons in the result file)"
             d = result["dataset"]
             skipped = f", {d['num_skipped']} skipped" if d["num_skipped"] else ""
             print(f"[{result['tokenizer']['name']}] {task.name}: {d['num_samples']} images{skipped}: {summary}")

@@ -69,7 +69,7 @@ def main() -> None:
         make_images(tmp / "images", args.images)
         cache = FeatureCache(tmp / "features")
         LPIPS().per_image(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
-        task = Task("speed", "all", lambda: [PSNR(), SSIM(), LPIPS(), FID(cache)], "speed benchmark")
+        task = Task("speed", "all", lambda cfg: [PSNR(), SSIM(), LPIPS(), FID(cache)], "speed benchmark")
         tok = Identity()
         print(f"{args.images} images at 256 px, batch {args.batch_size}, {torch.get_num_threads()} threads")
         for label in ("cold (originals' features computed)", "warm (originals' features cached)"):

@@ -58,7 +58,8 @@ def _cmd_run(args) -> int:
         specs = list_tokenizers(available_only=True, include_test=False)
         print(f"no --tokenizer given: running every tokenizer whose weights are on this machine: {', '.join(specs)}")
     cfg = RunConfig(batch_size=args.batch_size, limit=args.limit, seed=args.seed, resolution=args.resolution,
-                    save_images=args.save_images, overwrite=args.overwrite)
+                    save_images=args.save_images, overwrite=args.overwrite, delta=args.delta,
+                    alpha=tuple(float(a) for a in args.alpha.split(",")))
     out = Path(args.out)
     failures = 0
     for spec in specs:
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 
+    run.add_argument("--alpha", default="0,0.05,0.1,0.2,0.3",
+                     help="pFID: fraction(s) of tokens perturbed, comma-separated (headline at 0.1)")
+    run.add_argument("--delta", type=int, default=100, help="pFID: neighbourhood size (capped at the vocabulary)")
     run.add_argument("--no-fetch", action="store_true",
                      help="never download metric weights; metrics without them are reported unavailable")
 

@@ -65,7 +65,7 @@ class Dataset:
 class BuiltinDataset(Dataset):
     name = "builtin"
     description = "scikit-image photographs, procedural fine detail, rendered text with ground truth (offline)"
-    default_tasks = ("reconstruction", "detail", "text")
+    default_tasks = ("reconstruction", "detail", "text", "pfid")
 
     def samples(self, subset: str) -> list[Sample]:
         if subset == "photos":

@@ -12,7 +12,7 @@ Image metrics see uint8 tensors ``(B, 3, H, W)``: the original, and the reconstr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +31,16 @@ class EvalBatch:
     meta: list[dict]
     encode_s: float
     decode_s: float
+    tokenizer: object = None  # the tokenizer, for metrics that encode again (pFID)
 
     @property
     def device(self) -> torch.device:
         return self.originals.device
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8, rounding to the nearest level."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 @dataclass
@@ -47,6 +53,7 @@ class MetricValue:
     available: bool = True
     reason: str = ""  # why it is unavailable
     note: str = ""  # caveats a reader must see (e.g. too few samples)
+    extra: dict = field(default_factory=dict)  # structured detail (e.g. a sweep), kept in the result file
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,9 +95,9 @@ class Metric:
     def _compute(self) -> dict[str, MetricValue]:
         raise NotImplementedError
 
-    def _value(self, key: str, value: float | None, count: int, note: str = "") -> MetricValue:
+    def _value(self, key: str, value: float | None, count: int, note: str = "", extra: dict | None = None) -> MetricValue:
         hib, unit = self.outputs[key]
-        return MetricValue(value, hib, self.implementation, unit, count, note=note)
+        return MetricValue(value, hib, self.implementation, unit, count, note=note, extra=extra or {})
 
     def sync(self) -> None:
         """Sum every state over all processes (no-op without an initialised process group)."""
@@ -263,7 +270,7 @@ class TokenStats(Metric):
     name = "tokens"
     description = "codebook usage, token entropy and perplexity, bits per pixel"
     implementation = "vtbench: histogram of every token over the dataset, per component codebook"
-    outputs = {"bits_per_pixel": (None, "bpp"), "codebook_usage": (True, "fraction"),
+    outputs = {"bits_per_pixel": (None, "bpp"), "tokens_per_image": (None, "tokens"), "codebook_usage": (True, "fraction"),
                "token_entropy": (True, "bits"), "token_perplexity": (True, "")}
 
     def __init__(self):
@@ -271,12 +278,16 @@ class TokenStats(Metric):
         self._vocab: tuple[int, ...] | None = None
         self.add_state("bits", torch.zeros((), dtype=torch.float64))
         self.add_state("pixels", torch.zeros((), dtype=torch.float64))
+        self.add_state("positions", torch.zeros((), dtype=torch.float64))
+        self.add_state("images", torch.zeros((), dtype=torch.float64))
 
     def _update(self, batch):
         t = batch.tokens
         h, w = batch.originals.shape[-2:]
         self.bits += t.bits_per_image * t.batch_size
         self.pixels += h * w * t.batch_size
+        self.positions += t.positions_per_image * t.batch_size
+        self.images += t.batch_size
         if not t.is_discrete:
             return None
         if self._vocab is None:
@@ -288,8 +299,10 @@ class TokenStats(Metric):
         return None
 
     def _compute(self):
-        out = {"bits_per_pixel": self._value("bits_per_pixel", float(self.bits / self.pixels) if self.pixels else None,
-                                             int(self.pixels))}
+        n_img = int(self.images)
+        out = {"bits_per_pixel": self._value("bits_per_pixel", float(self.bits / self.pixels) if n_img else None, n_img),
+               "tokens_per_image": self._value("tokens_per_image", float(self.positions / self.images) if n_img else None,
+                                               n_img)}
         if self._vocab is None:
             return out
         usage, entropy = [], []

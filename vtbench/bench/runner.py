@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..tokenizers import Tokenizer
 from .datasets import Dataset, Fingerprint, batches
-from .metrics import EvalBatch
+from .metrics import EvalBatch, to_uint8
 from .results import SCHEMA, environment, git_commit, read_result, result_path, write_json, write_jsonl
 from .tasks import Task
 
@@ -28,6 +28,8 @@ class RunConfig:
     resolution: int | None = None  # None: the tokenizer's native resolution
     save_images: int = 0
     overwrite: bool = False
+    alpha: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)  # pFID sweep
+    delta: int = 100  # pFID neighbourhood size
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -41,14 +43,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8, rounding to the nearest level."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def _same_setup(old: dict, cfg: RunConfig, resolution: int) -> bool:
     c = old.get("config", {})
     return (c.get("limit") == cfg.limit and c.get("seed") == cfg.seed
+            and list(c.get("alpha", [])) == list(cfg.alpha) and c.get("delta") == cfg.delta
             and old.get("dataset", {}).get("resolution") == resolution)
 
 
@@ -71,7 +69,7 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     torch.manual_seed(cfg.seed)
     samples = dataset.samples(task.subset)[: cfg.limit]
     skipped = dataset.skipped()
-    metrics = task.metrics()
+    metrics = task.metrics(cfg)
     fingerprint = Fingerprint()
     rows: list[dict] = []
     image_dir = path.parent / "images" / task.name
@@ -87,7 +85,7 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
             recon = to_uint8(tok.decode(tokens))
             _sync(device)
             t2 = time.perf_counter()
-            eb = EvalBatch(batch.ids, originals, recon, tokens, batch.meta, t1 - t0, t2 - t1)
+            eb = EvalBatch(batch.ids, originals, recon, tokens, batch.meta, t1 - t0, t2 - t1, tok)
             columns: dict[str, list] = {}
             for m in metrics:
                 for k, v in (m.update(eb) or {}).items():

@@ -7,6 +7,7 @@ from typing import Callable
 
 from .metrics import GMSD, PSNR, SSIM, HighFrequencyEnergy, Metric, Throughput, TokenStats
 from .perceptual import FID, LPIPS
+from .pfid import PFID
 from .text import TextPreservation
 
 
@@ -14,7 +15,7 @@ from .text import TextPreservation
 class Task:
     name: str
     subset: str  # which subset of a dataset with subsets (the builtin one) the task reads
-    metrics: Callable[[], list[Metric]]
+    metrics: Callable[["RunConfig"], list[Metric]]  # noqa: F821
     description: str
 
 
@@ -23,15 +24,17 @@ def _common() -> list[Metric]:
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("reconstruction", "photos", lambda: _common() + [FID()],
+    Task("reconstruction", "photos", lambda cfg: _common() + [FID(seed=cfg.seed)],
          "reconstruction quality on photographs: PSNR, SSIM, LPIPS, rFID, KID"),
-    Task("detail", "detail", lambda: _common() + [GMSD(), HighFrequencyEnergy()],
+    Task("detail", "detail", lambda cfg: _common() + [GMSD(), HighFrequencyEnergy()],
          "fine detail (gratings, zone plate, checkerboards, textures): adds GMSD and high-frequency energy"),
-    Task("text", "text", lambda: _common() + [TextPreservation()],
+    Task("text", "text", lambda cfg: _common() + [TextPreservation()],
          "text preservation: OCR CER / word accuracy against ground truth, with the OCR-of-original baseline"),
+    Task("pfid", "photos", lambda cfg: [PFID(cfg.alpha, cfg.delta, cfg.seed), TokenStats()],
+         "pFID: rFID after perturbing a fraction alpha of tokens to near neighbours (sweep over alpha)"),
 )}
 
-METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, LPIPS, FID, GMSD, HighFrequencyEnergy,
+METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, LPIPS, FID, PFID, GMSD, HighFrequencyEnergy,
                                                         TextPreservation, TokenStats, Throughput)}
 
 

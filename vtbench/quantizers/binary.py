@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
+from .perturb import perturb_binary
 
 
 def _corners(bits: int, device) -> torch.Tensor:
@@ -52,6 +53,11 @@ class LFQ(Quantizer):
     def dequantize(self, codes):
         return channels_first(codes.float() * 2 - 1)
 
+    def perturb(self, z, alpha: float, delta: int, gen):
+        zl = channels_last(z)
+        flat = zl.reshape(-1, self.bits)
+        return perturb_binary(flat, (flat > 0).long(), alpha, delta, gen).view(zl.shape)
+
 
 class BSQ(Quantizer):
     """Binary spherical quantization: l2-normalise, then ``q = sign(u) / sqrt(d)`` on the unit sphere.
@@ -79,3 +85,7 @@ class BSQ(Quantizer):
 
     def dequantize(self, codes):
         return channels_first((codes.float() * 2 - 1) / self.bits ** 0.5)
+
+    def perturb(self, z, alpha: float, delta: int, gen):
+        u, _, bits = self.quantize(channels_last(z))
+        return perturb_binary(u.reshape(-1, self.bits), bits.reshape(-1, self.bits), alpha, delta, gen).view(bits.shape)

@@ -15,7 +15,8 @@ from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
 from .binary import BSQ
-from .vq import nearest
+from .perturb import perturb_binary
+from .vq import nearest, perturbed_lookup
 
 VAR_SCHEDULE = (1 / 16, 2 / 16, 3 / 16, 4 / 16, 5 / 16, 6 / 16, 8 / 16, 10 / 16, 13 / 16, 1.0)
 INFINITY_SCHEDULE = (1 / 64, 2 / 64, 4 / 64, 6 / 64, 8 / 64, 12 / 64, 16 / 64, 20 / 64, 24 / 64, 32 / 64,
@@ -106,6 +107,20 @@ class MultiScaleResidualVQ(Quantizer):
         side = codes[-1].shape[-1]
         return sum(self._up(c, k, len(codes), side) for k, c in enumerate(codes))
 
+    def perturb(self, z, alpha: float, delta: int, gen, scales: set[int] | None = None):
+        """Codes of every scale (or only ``scales``) perturbed; residuals follow the clean codes, so each
+        scale's candidates are the neighbours of the clean encoder's residual at that scale."""
+        side = _square_side(z)
+        sides = scale_sides(side, self.schedule)
+        rest, codes = z, []
+        for k, s in enumerate(sides):
+            r = channels_last(_down(rest, s))
+            idx = nearest(r.reshape(-1, r.shape[-1]), self.embedding.weight).view(r.shape[:-1])
+            rest = rest - self._up(idx, k, len(sides), side)
+            hit = scales is None or k in scales
+            codes.append(perturbed_lookup(r, self.embedding.weight, alpha, delta, gen) if hit else idx)
+        return codes
+
 
 class MultiScaleBSQ(Quantizer):
     """Infinity's bitwise multi-scale residual quantizer: at each scale the downsampled residual is
@@ -144,3 +159,16 @@ class MultiScaleBSQ(Quantizer):
     def dequantize(self, codes):
         side = codes[-1].shape[-2]
         return sum(self._up((c.float() * 2 - 1) / self.bsq.bits ** 0.5, side) for c in codes)
+
+    def perturb(self, z, alpha: float, delta: int, gen, scales: set[int] | None = None):
+        """Bits of every scale (or only ``scales``) perturbed; residuals follow the clean bits."""
+        side = _square_side(z)
+        rest, codes = z, []
+        for k, s in enumerate(scale_sides(side, self.schedule)):
+            u, q, bits = self.bsq.quantize(channels_last(_down(rest, s)))
+            rest = rest - self._up(q, side)
+            if scales is None or k in scales:
+                d = bits.shape[-1]
+                bits = perturb_binary(u.reshape(-1, d), bits.reshape(-1, d), alpha, delta, gen).view(bits.shape)
+            codes.append(bits)
+        return codes

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through, zero_loss
+from .perturb import perturb_continuous, perturb_levels
 
 
 class FSQ(Quantizer):
@@ -27,16 +28,24 @@ class FSQ(Quantizer):
         self.register_buffer("offset", torch.where(lv % 2 == 0, 0.5, 0.0), persistent=False)
         self.register_buffer("half_width", torch.div(lv, 2, rounding_mode="floor"), persistent=False)
 
+    def _bounded(self, zl: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(zl + torch.atanh(self.offset / self.half_l)) * self.half_l - self.offset
+
     def forward(self, z):
         zl = channels_last(z)
-        shift = torch.atanh(self.offset / self.half_l)
-        bounded = torch.tanh(zl + shift) * self.half_l - self.offset
+        bounded = self._bounded(zl)
         rounded = straight_through(bounded, bounded.round())
         codes = (rounded.detach() + self.half_width).long()
         return Quantized(channels_first(rounded / self.half_width), codes, zero_loss(z))
 
     def dequantize(self, codes):
         return channels_first((codes.float() - self.half_width) / self.half_width)
+
+    def perturb(self, z, alpha: float, delta: int, gen):
+        position = self._bounded(channels_last(z)) + self.half_width  # on the level axis: level i at i
+        flat = position.reshape(-1, position.shape[-1])
+        codes = flat.round().long()
+        return perturb_levels(flat, codes, self.levels.long(), alpha, delta, gen).view(position.shape)
 
 
 class DimensionWiseQuantizer(Quantizer):
@@ -65,15 +74,29 @@ class DimensionWiseQuantizer(Quantizer):
         """Set ``value_range`` to 5 standard deviations of the given latents."""
         self.value_range.fill_(5 * float(latents.float().std()))
 
+    def _mapped(self, zl: torch.Tensor) -> torch.Tensor:
+        return (zl / self.value_range * self.STD_RANGE).clamp(-self.STD_RANGE, self.STD_RANGE)
+
     def forward(self, z):
         zl = channels_last(z)
-        x = (zl / self.value_range * self.STD_RANGE).clamp(-self.STD_RANGE, self.STD_RANGE)
+        x = self._mapped(zl)
         codes = (x.unsqueeze(-1) - self.points).abs().argmin(-1)
         q = self.points[codes] / self.STD_RANGE * self.value_range
         return Quantized(channels_first(straight_through(zl, q)), codes, zero_loss(z))
 
     def dequantize(self, codes):
         return channels_first(self.points[codes] / self.STD_RANGE * self.value_range)
+
+    def perturb(self, z, alpha: float, delta: int, gen):
+        x = self._mapped(channels_last(z))
+        codes = (x.unsqueeze(-1) - self.points).abs().argmin(-1)
+        # the feature's fractional position on the level axis (points are not evenly spaced)
+        hi = torch.searchsorted(self.points, x.contiguous()).clamp(1, len(self.points) - 1)
+        lo_p, hi_p = self.points[hi - 1], self.points[hi]
+        position = (hi - 1) + ((x - lo_p) / (hi_p - lo_p)).clamp(0, 1)
+        n_levels = torch.full((codes.shape[-1],), len(self.points), device=codes.device)
+        flat = codes.reshape(-1, codes.shape[-1])
+        return perturb_levels(position.reshape(flat.shape), flat, n_levels, alpha, delta, gen).view(codes.shape)
 
 
 def _truncated_normal_bin_means(n: int, limit: float) -> torch.Tensor:
@@ -107,3 +130,7 @@ class DiagonalGaussian(Quantizer):
 
     def dequantize(self, codes):
         return channels_first(codes)
+
+    def perturb(self, z, alpha: float, delta: int, gen, strength: float = 1.0):
+        """Continuous: Gaussian noise on a fraction ``alpha`` of positions (``delta`` has no meaning here)."""
+        return channels_last(perturb_continuous(z.chunk(2, dim=1)[0], alpha, gen, strength))

@@ -8,12 +8,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
+from .perturb import perturb_nearest
+
+
+def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Squared l2 distances (N, K) from each row of ``z`` (N, D) to each codebook row."""
+    return z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)
 
 
 def nearest(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index of the codebook row nearest in squared l2 to each row of ``z`` (N, D)."""
-    d = z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)
-    return d.argmin(dim=1)
+    return sq_distances(z, codebook).argmin(dim=1)
+
+
+def perturbed_lookup(z: torch.Tensor, codebook: torch.Tensor, alpha: float, delta: int, gen) -> torch.Tensor:
+    """pFID codes for channels-last features ``z`` (already in the lookup's space)."""
+    flat = z.reshape(-1, z.shape[-1])
+    d = sq_distances(flat, codebook)
+    return perturb_nearest(d, d.argmin(1), alpha, delta, gen).view(z.shape[:-1])
 
 
 class VectorQuantizer(Quantizer):
@@ -57,6 +69,9 @@ class VectorQuantizer(Quantizer):
 
     def dequantize(self, codes):
         return channels_first(F.embedding(codes, self.codebook()))
+
+    def perturb(self, z, alpha: float, delta: int, gen):
+        return perturbed_lookup(self._prepare(channels_last(z)), self.codebook(), alpha, delta, gen)
 
     @torch.no_grad()
     def restart_dead_codes(self) -> int:
@@ -102,3 +117,6 @@ class FrozenCodebookVQ(Quantizer):
 
     def dequantize(self, codes):
         return channels_first(F.embedding(codes, self.codebook()))
+
+    def perturb(self, z, alpha: float, delta: int, gen):
+        return perturbed_lookup(channels_last(z), self.codebook(), alpha, delta, gen)

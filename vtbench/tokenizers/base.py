@@ -70,6 +70,16 @@ class Tokenizer(nn.Module):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(images))
 
+    def encode_perturbed(self, images: torch.Tensor, alpha: float, delta: int, generator: torch.Generator,
+                         **kwargs) -> Tokens:
+        """Tokens with a fraction ``alpha`` of them moved to one of their ``delta`` nearest codes (pFID's
+        latent perturbation, defined in `vtbench.quantizers.perturb`); ``alpha = 0`` equals `encode`."""
+        _check_images(images)
+        return self._perturb(self._to_native(images), alpha, delta, generator, **kwargs)
+
+    def _perturb(self, x: torch.Tensor, alpha: float, delta: int, generator: torch.Generator, **kwargs) -> Tokens:
+        raise NotImplementedError(f"{type(self).__name__} does not implement latent perturbation (pFID)")
+
     def tokens_from_indices(self, indices: torch.Tensor | Sequence[torch.Tensor]) -> Tokens:
         """Rebuild `Tokens` from the index tensors an AR model produced (the way back to images)."""
         if not self.info.discrete:

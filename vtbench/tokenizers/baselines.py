@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..quantizers.perturb import perturb_levels
 from .base import Tokenizer, TokenizerInfo
 from .registry import register_tokenizer
 from .tokens import Tokens
@@ -26,11 +27,20 @@ class BicubicThumbnail(Tokenizer):
             notes="antialiased bicubic downsample to 8-bit RGB, bicubic upsample",
         )
 
-    def _encode(self, x):
+    def _thumbnail(self, x: torch.Tensor) -> torch.Tensor:
+        """Channels-last thumbnail on the level axis (0 .. 255, float)."""
         h, w = x.shape[-2] // self.factor, x.shape[-1] // self.factor
         small = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
-        levels = (small * 255).round().clamp(0, 255).long().movedim(1, -1)  # (B, h, w, 3)
-        return Tokens((levels,), "levels", self.info.vocab_sizes)
+        return (small * 255).clamp(0, 255).movedim(1, -1)
+
+    def _encode(self, x):
+        return Tokens((self._thumbnail(x).round().long(),), "levels", self.info.vocab_sizes)
+
+    def _perturb(self, x, alpha, delta, generator, **kwargs):
+        values = self._thumbnail(x)
+        flat = values.reshape(-1, 3)
+        codes = perturb_levels(flat, flat.round().long(), torch.full((3,), 256), alpha, delta, generator)
+        return Tokens((codes.view(values.shape),), "levels", self.info.vocab_sizes)
 
     def _decode(self, tokens):
         small = tokens.scales[0].movedim(-1, 1).float() / 255

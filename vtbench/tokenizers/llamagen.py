@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..quantizers.vq import perturbed_lookup
 from .base import Tokenizer, TokenizerInfo
 from .layers import ConvAttnBlock, Downsample, ResnetBlock, Upsample, group_norm
 from .registry import register_tokenizer
@@ -131,6 +132,10 @@ class VectorQuantizer(nn.Module):
         # for unit vectors the nearest code in l2 is the one with the largest dot product
         return torch.argmax(feats @ self.codebook().t(), dim=-1)
 
+    def perturb(self, z: torch.Tensor, alpha: float, delta: int, gen: torch.Generator) -> torch.Tensor:
+        """pFID codes: neighbours by the same cosine (normalised l2) distance as the lookup."""
+        return perturbed_lookup(F.normalize(z.movedim(1, -1), dim=-1), self.codebook(), alpha, delta, gen)
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) indices -> (B, C, h, w) normalised codes."""
         return F.embedding(indices, self.codebook()).movedim(-1, 1)
@@ -159,6 +164,10 @@ class LlamaGenVQ(Tokenizer):
 
     def _encode(self, x):
         return Tokens.from_indices(self.quantize.indices(self.pre_quant(x)), "index", self.info.vocab_sizes)
+
+    def _perturb(self, x, alpha, delta, generator, **kwargs):
+        codes = self.quantize.perturb(self.pre_quant(x), alpha, delta, generator)
+        return Tokens.from_indices(codes, "index", self.info.vocab_sizes)
 
     def _decode(self, tokens):
         return self.decoder(self.post_quant_conv(self.quantize.lookup(tokens.indices)))

@@ -128,11 +128,16 @@ class MiniTokenizer(Tokenizer):
         """Pre-quantization features (for post-training quantizers and codebook initialisation)."""
         return self.quant_conv(self.encoder(x))
 
-    def _encode(self, x):
-        out = self.quantizer(self.latents(x))
-        codes = out.codes if isinstance(out.codes, list) else [out.codes]
+    def _tokens(self, codes) -> Tokens:
+        codes = codes if isinstance(codes, list) else [codes]
         return Tokens(tuple(codes), self.quantizer.kind, self.quantizer.vocab_sizes,
                       multiscale=self.quantizer.multiscale)
+
+    def _encode(self, x):
+        return self._tokens(self.quantizer(self.latents(x)).codes)
+
+    def _perturb(self, x, alpha, delta, generator, **kwargs):
+        return self._tokens(self.quantizer.perturb(self.latents(x), alpha, delta, generator, **kwargs))
 
     def _decode(self, tokens):
         codes = list(tokens.scales) if tokens.multiscale else tokens.scales[0]

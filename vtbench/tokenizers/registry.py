@@ -98,8 +98,13 @@ def load_tokenizer(spec: str, device: str | torch.device = "cpu") -> Tokenizer:
     Raises `WeightsUnavailable` when the weights are not on this machine and cannot be fetched.
     """
     entry, tag = parse_spec(spec)
-    model = entry.build()
     src = entry.weights.get(tag, RANDOM_INIT)
+    if src is RANDOM_INIT:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random test models are the same on every load
+            model = entry.build()
+    else:
+        model = entry.build()
     if src is NO_WEIGHTS:
         if any(True for _ in model.parameters()):
             raise RuntimeError(f"{entry.name} has parameters but its entry declares no weights")

@@ -55,5 +55,5 @@ def _register(factor: int) -> None:
     )(lambda: BicubicThumbnail(factor))
 
 
-for _f in (8, 16):
+for _f in (8, 11, 16):
     _register(_f)

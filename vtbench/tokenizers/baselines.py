@@ -2,7 +2,8 @@
 
 ``bicubic-fN`` keeps an antialiased bicubic thumbnail at 1/N of the resolution, stored as 8-bit RGB
 (so its tokens are one of 256 levels per channel per position, 24/N^2 bits per pixel), and decodes it
-by bicubic upsampling. It needs no weights, so it runs on any machine.
+by bicubic upsampling; ``bicubic-f8-4bit`` stores 4 bits per channel (0.1875 bpp, the mini-zoo's rate).
+They need no weights, so they run on any machine.
 """
 
 from __future__ import annotations
@@ -18,20 +19,20 @@ from .weights import NO_WEIGHTS
 
 
 class BicubicThumbnail(Tokenizer):
-    def __init__(self, factor: int, resolution: int = 256):
+    def __init__(self, factor: int, bits: int = 8, resolution: int = 256):
         super().__init__()
-        self.factor = factor
+        self.factor, self.top = factor, 2 ** bits - 1
         self.info = TokenizerInfo(
-            family="baseline", kind="levels", resolution=resolution, downsample=factor, vocab_sizes=(256,) * 3,
+            family="baseline", kind="levels", resolution=resolution, downsample=factor, vocab_sizes=(2 ** bits,) * 3,
             tokens_per_image=(resolution // factor) ** 2, license="Apache-2.0", input_range="zero_one",
-            notes="antialiased bicubic downsample to 8-bit RGB, bicubic upsample",
+            notes=f"antialiased bicubic downsample to {bits}-bit RGB, bicubic upsample",
         )
 
     def _thumbnail(self, x: torch.Tensor) -> torch.Tensor:
         """Channels-last thumbnail on the level axis (0 .. 255, float)."""
         h, w = x.shape[-2] // self.factor, x.shape[-1] // self.factor
         small = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
-        return (small * 255).clamp(0, 255).movedim(1, -1)
+        return (small * self.top).clamp(0, self.top).movedim(1, -1)
 
     def _encode(self, x):
         return Tokens((self._thumbnail(x).round().long(),), "levels", self.info.vocab_sizes)
@@ -39,21 +40,23 @@ class BicubicThumbnail(Tokenizer):
     def _perturb(self, x, alpha, delta, generator, **kwargs):
         values = self._thumbnail(x)
         flat = values.reshape(-1, 3)
-        codes = perturb_levels(flat, flat.round().long(), torch.full((3,), 256), alpha, delta, generator)
+        codes = perturb_levels(flat, flat.round().long(), torch.full((3,), self.top + 1), alpha, delta, generator)
         return Tokens((codes.view(values.shape),), "levels", self.info.vocab_sizes)
 
     def _decode(self, tokens):
-        small = tokens.scales[0].movedim(-1, 1).float() / 255
+        small = tokens.scales[0].movedim(-1, 1).float() / self.top
         size = (small.shape[-2] * self.factor, small.shape[-1] * self.factor)
         return F.interpolate(small, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-def _register(factor: int) -> None:
+def _register(factor: int, bits: int) -> None:
+    name = f"bicubic-f{factor}" + ("" if bits == 8 else f"-{bits}bit")
+    bpp = 3 * bits / factor ** 2
     register_tokenizer(
-        f"bicubic-f{factor}", weights={"none": NO_WEIGHTS},
-        description=f"baseline: 8-bit RGB thumbnail at 1/{factor} resolution ({24 / factor ** 2:.3g} bpp), bicubic up",
-    )(lambda: BicubicThumbnail(factor))
+        name, weights={"none": NO_WEIGHTS},
+        description=f"baseline: {bits}-bit RGB thumbnail at 1/{factor} resolution ({bpp:.3g} bpp), bicubic up",
+    )(lambda: BicubicThumbnail(factor, bits))
 
 
-for _f in (8, 11, 16):
-    _register(_f)
+for _f, _bits in ((8, 8), (16, 8), (8, 4)):  # f8 at 4 bits: 12 bits per 8x8 block, the mini-zoo's rate
+    _register(_f, _bits)

@@ -267,6 +267,12 @@ def batches(samples: list[Sample], resolution: int, batch_size: int, skipped: li
                 yield ImageBatch(ids, images, metas)
 
 
+def pixel_hash(image: torch.Tensor) -> str:
+    """sha256 of one image's pixels and shape: the key of per-image caches (features, OCR)."""
+    arr = image.cpu().numpy()
+    return hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()
+
+
 class Fingerprint:
     """sha256 over the evaluated images (ids, pixels and ground-truth text), in order."""
 

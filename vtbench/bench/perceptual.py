@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 
 from . import metric_weights
+from .datasets import pixel_hash
 from .metrics import EvalBatch, MeanMetric, Metric
 from .networks import inception_network, lpips_network
 
@@ -41,11 +41,6 @@ class FeatureCache:
 
     def __init__(self, root: Path | None = None):
         self.root = root or metric_weights.cache_dir() / "features" / "fid-inception"
-
-    @staticmethod
-    def key(image: torch.Tensor) -> str:
-        arr = image.cpu().numpy()
-        return hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()
 
     def get(self, key: str) -> np.ndarray | None:
         p = self.root / key[:2] / f"{key}.npy"
@@ -106,7 +101,7 @@ class FID(Metric):
 
     def _update(self, batch: EvalBatch):
         net = inception_network(str(batch.device))
-        keys = [self.cache.key(img) for img in batch.originals]
+        keys = [pixel_hash(img) for img in batch.originals]
         real = [self.cache.get(k) for k in keys]
         missing = [i for i, f in enumerate(real) if f is None]
         if missing:

@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -99,6 +98,3 @@ def load_results(folder: Path) -> list[dict]:
         out.append(data)
     return out
 
-
-def describe_environment() -> str:
-    return f"python {platform.python_version()} torch {torch.__version__} on {sys.platform}"

@@ -15,7 +15,6 @@ ground truth get ``ocr_agreement_cer``: CER of OCR(reconstruction) against OCR(o
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import re
 import unicodedata
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 
 from .._extras import require
 from . import metric_weights
+from .datasets import pixel_hash
 from .metrics import EvalBatch, Metric
 
 OCR_MIN_SIDE = 512  # images are upsampled (bicubic, integer factor) until the short side reaches this
@@ -102,8 +102,7 @@ class OCRCache:
         self.root = (root or metric_weights.cache_dir() / "ocr") / engine
 
     def _path(self, image: torch.Tensor) -> Path:
-        arr = image.cpu().numpy()
-        key = hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()
+        key = pixel_hash(image)
         return self.root / key[:2] / f"{key}.txt"
 
     def read(self, images: torch.Tensor, engine) -> list[str]:

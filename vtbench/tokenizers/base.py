@@ -10,10 +10,6 @@ from torch import nn
 
 from .tokens import Tokens
 
-#: input conventions a backend may use internally; callers always pass [-1, 1]
-INPUT_RANGES = ("minus_one_one", "zero_one")
-
-
 @dataclass(frozen=True)
 class TokenizerInfo:
     """Static facts about a tokenizer, shown by `vtbench list` and carried into every result file."""
@@ -28,7 +24,7 @@ class TokenizerInfo:
     paper: str = ""
     code: str = ""
     license: str = ""
-    input_range: str = "minus_one_one"
+    input_range: str = "minus_one_one"  # the backend's own convention: "minus_one_one" or "zero_one"
     notes: str = ""
     extra: dict = field(default_factory=dict)
 

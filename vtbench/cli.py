@@ -82,7 +82,7 @@ def _cmd_run(args) -> int:
     if not any(out.rglob("*.json")):
         print("no results were written", file=sys.stderr)
         return 1
-    boards = leaderboard.write(out, out / "leaderboards")
+    boards = leaderboard.write(out, Path(args.leaderboard) if args.leaderboard else out / "leaderboards")
     print(f"results: {out}/")
     print(f"leaderboard: {boards[-1].parent}/ ({', '.join(p.name for p in boards)})")
     return 1 if failures and args.tokenizer else 0
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--resolution", type=int, help="evaluation resolution (default: the tokenizer's native one)")
     run.add_argument("--out", default="runs", help="results folder (default: ./runs)")
+    run.add_argument("--leaderboard", help="where the leaderboard goes (default: <out>/leaderboards)")
     run.add_argument("--save-images", type=int, default=0, metavar="N", help="save the first N reconstructions as PNG")
     run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
     run.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through, zero_loss
-from .perturb import perturb_continuous, perturb_levels
+from .perturb import CONTINUOUS_STRENGTH, perturb_continuous, perturb_levels
 
 
 class FSQ(Quantizer):
@@ -131,6 +131,6 @@ class DiagonalGaussian(Quantizer):
     def dequantize(self, codes):
         return channels_first(codes)
 
-    def perturb(self, z, alpha: float, delta: int, gen, strength: float = 1.0):
+    def perturb(self, z, alpha: float, delta: int, gen, strength: float = CONTINUOUS_STRENGTH):
         """Continuous: Gaussian noise on a fraction ``alpha`` of positions (``delta`` has no meaning here)."""
         return channels_last(perturb_continuous(z.chunk(2, dim=1)[0], alpha, gen, strength))

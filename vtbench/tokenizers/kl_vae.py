@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quantizers.perturb import perturb_continuous
+from ..quantizers.perturb import CONTINUOUS_STRENGTH, perturb_continuous
 from .base import Tokenizer, TokenizerInfo
 from .layers import Downsample, ResnetBlock, Upsample, group_norm
 from .registry import register_tokenizer
@@ -156,7 +156,7 @@ class AutoencoderKL(Tokenizer):
     def _encode(self, x):
         return Tokens.from_latents(self.posterior(x)[0])
 
-    def _perturb(self, x, alpha, delta, generator, strength: float = 1.0):
+    def _perturb(self, x, alpha, delta, generator, strength: float = CONTINUOUS_STRENGTH):
         return Tokens.from_latents(perturb_continuous(self.posterior(x)[0], alpha, generator, strength))
 
     def _decode(self, tokens):

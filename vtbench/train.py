@@ -64,14 +64,18 @@ def save_model(model: MiniTokenizer, out: Path, record: dict) -> None:
 
 @torch.no_grad()
 def init_vqgan_lc_codebook(model: MiniTokenizer, data: TrainingImages, cfg: TrainConfig, iters: int = 3) -> None:
-    """Frozen codebook = k-means centres of LPIPS-AlexNet conv2 features (192-d) of training crops."""
+    """Frozen codebook = k-means centres of LPIPS-AlexNet conv2 features (192-d, centred, unit norm) of
+    training crops."""
     lp = lpips_network("alex")
     size = model.quantizer.codebook_features.shape[0]
     feats = []
     while sum(len(f) for f in feats) < 4 * size:
         h = lp.net.slice2(lp.net.slice1(lp.scaling_layer(data.batch(64, cfg.crop))))  # (B, 192, 7, 7)
         feats.append(h.movedim(1, -1).reshape(-1, h.shape[1]))
+    # centred and l2-normalised, as the CLIP embeddings of the paper are, so that the projector starts with
+    # codes spread around the encoder's outputs instead of a few large-norm activations winning every lookup
     feats = torch.cat(feats)
+    feats = F.normalize(feats - feats.mean(0), dim=1)
     g = torch.Generator().manual_seed(cfg.seed)
     centres = feats[torch.randperm(len(feats), generator=g)[:size]].clone()
     for _ in range(iters):

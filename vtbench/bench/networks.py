@@ -111,6 +111,7 @@ def lpips_network(net: str = "alex", device: str = "cpu") -> LPIPS:
 
 
 @functools.lru_cache(maxsize=4)
+@torch.inference_mode(False)  # cached and shared: must also serve training (LPIPS loss), not only evaluation
 def _lpips(net: str, path, device: str) -> LPIPS:
     from safetensors.torch import load_file
 

@@ -159,8 +159,8 @@ FAMILIES: dict[str, MiniConfig] = {c.family: c for c in (
                paper="https://arxiv.org/abs/2406.06525", notes="4096 codes of dim 8, cosine lookup (LlamaGen style)"),
     MiniConfig("vqgan-lc", "vqgan-lc", {"codebook_size": 16384, "feature_dim": 192}, code_channels=8,
                paper="https://arxiv.org/abs/2406.11837",
-               notes="16384 frozen codes from LPIPS-AlexNet conv2 features of training patches (k-means), "
-                     "trainable linear projector"),
+               notes="16384 frozen codes from LPIPS-AlexNet conv2 features of training patches (centred, unit "
+                     "norm, k-means), trainable linear projector"),
     MiniConfig("fqgan", "fq", {"factors": 2, "codebook_size": 64, "code_dim": 8}, code_channels=16,
                paper="https://arxiv.org/abs/2411.16681", notes="2 sub-codebooks of 64, disentanglement 0.1"),
     MiniConfig("var", "var", {"codebook_size": 2 ** BITS}, code_channels=8,

@@ -129,16 +129,18 @@ def plot_pfid_curves(results: list[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for r in sorted(results, key=lambda r: r["tokenizer"]["name"]):
+    fig, ax = plt.subplots(figsize=(8.0, 4.6), dpi=110)
+    rows = sorted(results, key=lambda r: r["tokenizer"]["name"])
+    for i, r in enumerate(rows):
         curve = (r["metrics"].get("pfid", {}).get("extra") or {}).get("curve") or []
         pts = [(c["alpha"], c["pfid"]) for c in curve if c["pfid"] is not None]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=r["tokenizer"]["name"])
+            style = "--" if r["tokenizer"]["family"] == "baseline" else "-"
+            ax.plot(*zip(*pts), style, marker="o", color=plt.cm.tab20(i % 20), label=r["tokenizer"]["name"])
     ax.set_xlabel("alpha (fraction of tokens perturbed)")
     ax.set_ylabel("pFID")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})

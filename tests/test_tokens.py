@@ -150,3 +150,5 @@ def test_images_must_be_float_bchw():
         tok.encode(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         tok.encode(torch.zeros(3, 32, 32))
+    with pytest.raises(ValueError, match=r"values in \[0, 255\]"):
+        tok.encode(torch.full((1, 3, 32, 32), 255.0).index_fill(2, torch.tensor([0]), 0.0))

@@ -111,3 +111,7 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError(f"expected images as a (B, 3, H, W) tensor, got {shape}")
     if not images.is_floating_point():
         raise ValueError(f"expected float images in [-1, 1], got dtype {images.dtype}; divide uint8 by 127.5 and subtract 1")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1.001 or hi > 1.001:
+        raise ValueError(f"expected images in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+                         "map [0, 255] with x / 127.5 - 1 and [0, 1] with 2 x - 1")

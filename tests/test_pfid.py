@@ -109,3 +109,14 @@ def test_pfid_at_alpha_zero_equals_rfid_and_a_seed_reproduces_it(tmp_path):
         again = json.loads((out / "builtin" / t / "pfid.json").read_text())["metrics"]["pfid"]["extra"]["curve"]
         assert {c["alpha"]: c["pfid"] for c in again} == curve
     assert any(p.suffix == ".png" for p in (out / "leaderboards").iterdir())
+
+
+@pytest.mark.parametrize("name", ["vq", "fsq", "bsq"])
+def test_one_dimensional_token_sequences_are_perturbed_as_well(name):
+    torch.manual_seed(0)
+    q = QUANTIZERS[name]().eval()
+    z = torch.randn(2, C, 32)  # a 1D sequence of 32 tokens (TiTok / FlexTok layout)
+    clean = q(z).codes
+    pert = q.perturb(z, 0.5, 100, _gen())
+    assert pert.shape == clean.shape and pert.shape[:2] == (2, 32)
+    assert (pert != clean).any()

@@ -114,7 +114,7 @@ class MiniTokenizer(Tokenizer):
         positions = (sum(s * s for s in Q.scale_sides(side, q.schedule)) if q.multiscale else side * side)
         self.info = TokenizerInfo(
             family=cfg.family, kind=q.kind, resolution=cfg.resolution, downsample=8, vocab_sizes=q.vocab_sizes,
-            tokens_per_image=positions, paper=cfg.paper, code="https://github.com (vtbench mini-zoo)",
+            tokens_per_image=positions, paper=cfg.paper, code="vtbench (vtbench/tokenizers/mini.py)",
             license="Apache-2.0", input_range="minus_one_one",
             notes=cfg.notes or "vtbench mini-zoo: small model trained by `vtbench train` on a CPU",
         )

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .bench.networks import lpips_network
 from .bench.results import write_atomic
-from .tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer
+from .tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer, weights_dir
 from .training_data import TrainingImages
 
 
@@ -158,7 +158,7 @@ def _post_training(model, data, cfg, out, started) -> Path:
     from safetensors.torch import load_file
 
     source = FAMILIES["kl"]
-    kl_dir = Path(__file__).resolve().parent / "weights" / "mini-kl"
+    kl_dir = weights_dir("kl")
     if not (kl_dir / "model.safetensors").is_file():
         raise FileNotFoundError("mini-tokenbridge quantizes mini-kl's latent: train mini-kl first")
     state = {k: v.float() for k, v in load_file(str(kl_dir / "model.safetensors")).items()}

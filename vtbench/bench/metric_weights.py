@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..tokenizers.weights import sha256_file
+
 CACHE_ENV = "VTBENCH_CACHE"
 NO_FETCH_ENV = "VTBENCH_NO_FETCH"
 
@@ -126,7 +128,7 @@ def _file_sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _hash_once(path: str, size: int, mtime_ns: int) -> str:
-    return _sha256(Path(path).read_bytes())
+    return sha256_file(Path(path))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -97,6 +97,16 @@ def test_unknown_tokenizer_and_missing_weights_are_clear_errors(tmp_path, capsys
     assert "diffusion_pytorch_model.safetensors" in err and "VTBENCH_WEIGHTS_DIR" in err
 
 
+def test_fixed_resolution_tokenizer_is_skipped_at_another_resolution(tmp_path, capsys):
+    out = tmp_path / "runs"
+    rc = _run("--tokenizer", "mini-titok,bicubic-f8", "--resolution", "64", "--limit", "1", "--tasks",
+              "reconstruction", "--out", str(out))
+    assert rc == 1
+    assert "[mini-titok] skipped: it encodes 256x256 images only (asked for --resolution 64)" in capsys.readouterr().err
+    assert (out / "builtin" / "bicubic-f8" / "reconstruction.json").is_file()
+    assert not (out / "builtin" / "mini-titok").exists()
+
+
 def test_missing_metric_weights_make_metrics_unavailable_not_the_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VTBENCH_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("VTBENCH_NO_FETCH", "0")  # restored after the test; --no-fetch sets it

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from vtbench.tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer
+from vtbench.tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer, build
 from vtbench.tokenizers.weights import load_strict
 from vtbench.train import TrainConfig, train
 
@@ -19,7 +19,7 @@ TWELVE_BITS = {"vq", "fqgan", "lfq", "bsq", "fsq", "tokenbridge"}
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_family_fits_the_interface(family):
     torch.manual_seed(0)
-    tok = MiniTokenizer(FAMILIES[family]).eval()
+    tok = build(FAMILIES[family]).eval()
     x = torch.rand(2, 3, 256, 256) * 2 - 1  # the mini-zoo's evaluation resolution
     with torch.inference_mode():
         tokens = tok.encode(x)
@@ -31,6 +31,8 @@ def test_family_fits_the_interface(family):
             assert torch.allclose(tok.decode_indices(tokens.indices), y, atol=1e-5)
     if family in TWELVE_BITS:
         assert tokens.bits_per_pixel(256, 256) == pytest.approx(12 / 64)
+    if family in ("titok", "flextok"):  # 128 tokens of 12 bits: TiTok-S-128's rate
+        assert tokens.spatial_dims == 1 and tokens.bits_per_image == 128 * 12
     if family in ("var", "infinity"):
         assert tokens.multiscale and tokens.bits_per_pixel(256, 256) > 12 / 64
     assert tok.info.tokens_per_image == tokens.positions_per_image
@@ -80,11 +82,13 @@ def test_shipped_mini_zoo_loads_strictly_under_one_recipe():
     recipes = set()
     for family in FAMILIES:
         saved = json.loads((weights_dir(family) / "config.json").read_text())
+        crop = saved["train"].pop("crop")  # conv families: 64 px crops; fixed-size 1D ViTs: their 256 px
+        assert crop == (256 if family in ("titok", "flextok") else 64)
         recipes.add(json.dumps(saved["train"], sort_keys=True))
         assert saved["data"]["manifest"] == "mini-train"
         tok = load_tokenizer(f"mini-{family}")  # strict: every key and shape must match
         assert tok.loaded_weights.sha256 and tok.info.family == family
-    assert len(recipes) == 1  # same steps, batch, crops, learning rate, seed and data for every family
+    assert len(recipes) == 1  # same steps, batch, learning rate, seed and data for every family
 
 
 def test_pfid_of_a_trained_tokenizer_rises_with_alpha(tmp_path):

@@ -69,6 +69,12 @@ def _cmd_run(args) -> int:
             print(f"[{spec}] skipped: {e}", file=sys.stderr)
             failures += 1
             continue
+        native = tok.info.resolution
+        if tok.info.extra.get("fixed_resolution") and args.resolution not in (None, native):
+            print(f"[{spec}] skipped: it encodes {native}x{native} images only (asked for --resolution "
+                  f"{args.resolution})", file=sys.stderr)
+            failures += 1
+            continue
         for task in tasks:
             result, path = evaluate(tok, dataset, task, out, cfg, progress=not args.quiet)
             summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in result["metrics"].items() if v["value"] is not None)
@@ -186,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--tokenizer", required=True, help="mini-<family>, e.g. mini-vq")
     tr.add_argument("--steps", type=int)
     tr.add_argument("--batch-size", dest="batch_size", type=int)
-    tr.add_argument("--crop", type=int, help="training crop size (the tokenizers are convolutional)")
+    tr.add_argument("--crop", type=int, help="training crop size (default: 64 for the conv families; the 1D ViTs train at their fixed 256)")
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--manifest", help="training data manifest (default: mini-train)")

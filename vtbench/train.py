@@ -14,7 +14,7 @@ import math
 import platform
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .bench.networks import lpips_network
 from .bench.results import write_atomic
-from .tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer, weights_dir
+from .tokenizers.base import Tokenizer
+from .tokenizers.mini import FAMILIES, Mini1DConfig, build, weights_dir
 from .training_data import TrainingImages
 
 
@@ -33,7 +34,7 @@ from .training_data import TrainingImages
 class TrainConfig:
     steps: int = 2000
     batch_size: int = 16
-    crop: int = 64
+    crop: int | None = None  # None: 64 px crops for the conv families, the native resolution for the 1D ones
     lr: float = 1e-3
     warmup: int = 100
     lpips_weight: float = 1.0
@@ -51,7 +52,7 @@ def _lr(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
 
 
-def save_model(model: MiniTokenizer, out: Path, record: dict) -> None:
+def save_model(model: Tokenizer, out: Path, record: dict) -> None:
     from safetensors.torch import save
 
     state = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
@@ -63,7 +64,7 @@ def save_model(model: MiniTokenizer, out: Path, record: dict) -> None:
 
 
 @torch.no_grad()
-def init_vqgan_lc_codebook(model: MiniTokenizer, data: TrainingImages, cfg: TrainConfig, iters: int = 3) -> None:
+def init_vqgan_lc_codebook(model: Tokenizer, data: TrainingImages, cfg: TrainConfig, iters: int = 3) -> None:
     """Frozen codebook = k-means centres of LPIPS-AlexNet conv2 features (192-d, centred, unit norm) of
     training crops."""
     lp = lpips_network("alex")
@@ -88,7 +89,7 @@ def init_vqgan_lc_codebook(model: MiniTokenizer, data: TrainingImages, cfg: Trai
 
 
 @torch.no_grad()
-def fit_post_training(model: MiniTokenizer, data: TrainingImages, cfg: TrainConfig, batches: int = 50) -> None:
+def fit_post_training(model: Tokenizer, data: TrainingImages, cfg: TrainConfig, batches: int = 50) -> None:
     """TokenBridge: fit the dimension-wise quantizer's scale on the KL latent's posterior means."""
     mean = torch.cat([model.latents(data.batch(cfg.batch_size, cfg.crop)) for _ in range(batches)])
     model.quantizer.fit(mean)
@@ -98,11 +99,12 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
     """Train ``mini-<family>`` into ``out``; resumes from ``out/checkpoint.pt`` when it exists."""
     if family not in FAMILIES:
         raise KeyError(f"unknown mini family {family!r}; families: {', '.join(FAMILIES)}")
-    mcfg: MiniConfig = FAMILIES[family]
+    mcfg = FAMILIES[family]
+    cfg = replace(cfg, crop=_crop(mcfg, cfg.crop))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     data = TrainingImages(cfg.manifest, seed=cfg.seed, synthetic=cfg.synthetic)
-    model = MiniTokenizer(mcfg)
+    model = build(mcfg)
     started = time.perf_counter()
 
     if mcfg.quantizer == "tokenbridge":
@@ -152,6 +154,14 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
     record = _record(cfg, data, final, started, history)
     save_model(model.eval(), out, record)
     return out
+
+
+def _crop(mcfg, crop: int | None) -> int:
+    if isinstance(mcfg, Mini1DConfig):  # fixed-resolution ViTs see whole training images at their resolution
+        if crop not in (None, mcfg.resolution):
+            raise ValueError(f"mini-{mcfg.family} is fixed at {mcfg.resolution} px; it cannot train on {crop} px crops")
+        return mcfg.resolution
+    return crop or 64
 
 
 def _post_training(model, data, cfg, out, started) -> Path:

@@ -2,7 +2,9 @@
 
 ``bicubic-fN`` keeps an antialiased bicubic thumbnail at 1/N of the resolution, stored as 8-bit RGB
 (so its tokens are one of 256 levels per channel per position, 24/N^2 bits per pixel), and decodes it
-by bicubic upsampling; ``bicubic-f8-4bit`` stores 4 bits per channel (0.1875 bpp, the mini-zoo's rate).
+by bicubic upsampling; ``bicubic-f8-4bit`` stores 4 bits per channel (0.1875 bpp, the 2D mini-zoo's rate);
+``bicubic-f32``, ``-f64`` and ``-f128`` spend exactly the bits of 128, 32 and 8 tokens of 12 bits at 256 px
+(the 1D minis and their prefixes).
 They need no weights, so they run on any machine.
 """
 
@@ -58,5 +60,5 @@ def _register(factor: int, bits: int) -> None:
     )(lambda: BicubicThumbnail(factor, bits))
 
 
-for _f, _bits in ((8, 8), (16, 8), (8, 4)):  # f8 at 4 bits: 12 bits per 8x8 block, the mini-zoo's rate
+for _f, _bits in ((8, 8), (16, 8), (8, 4), (32, 8), (64, 8), (128, 8)):
     _register(_f, _bits)

@@ -4,6 +4,8 @@ Every family shares the same encoder and decoder (f=8: a pixel-unshuffle stem by
 stage, residual blocks) and differs only in the bottleneck: a 1x1 conv into the quantizer's space, the
 quantizer, a 1x1 conv back. Same data, steps, seed and losses for all, so the comparison is controlled.
 Conv tokenizers run at any resolution; they are trained on small crops and evaluated at 256 px.
+The two 1D families (TiTok, FlexTok; `mini1d`) are small ViTs at a fixed 256 px, trained on 256 px crops
+with the same data, steps, batch, seed and losses.
 
 Trained weights ship inside the package (``vtbench/weights/mini-<family>/``: ``model.safetensors`` and
 ``config.json`` with the recipe, data manifest, seed and final losses) and are registered as
@@ -15,7 +17,7 @@ stand in for the published tokenizers.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -23,6 +25,7 @@ from torch import nn
 from .. import quantizers as Q
 from .base import Tokenizer, TokenizerInfo
 from .layers import Downsample, ResnetBlock, Upsample
+from .mini1d import Mini1DConfig, Mini1DTokenizer
 from .registry import register_tokenizer
 from .tokens import Tokens
 from .weights import PACKAGE_WEIGHTS, PackageFile
@@ -73,7 +76,7 @@ class MiniDecoder(nn.Module):
         return self.out(torch.nn.functional.silu(self.norm(self.blocks(self.inp(z)))))
 
 
-def _build_quantizer(cfg: MiniConfig) -> Q.Quantizer:
+def build_quantizer(cfg: MiniConfig | Mini1DConfig) -> Q.Quantizer:
     a = dict(cfg.quantizer_args)
     c = cfg.code_channels
     if cfg.quantizer == "vq":
@@ -106,7 +109,7 @@ class MiniTokenizer(Tokenizer):
         bottleneck = 2 * cfg.width
         self.encoder = MiniEncoder(cfg.width, cfg.groups, bottleneck)
         self.quant_conv = nn.Conv2d(bottleneck, _bottleneck_in(cfg), 1)
-        self.quantizer = _build_quantizer(cfg)
+        self.quantizer = build_quantizer(cfg)
         self.post_quant_conv = nn.Conv2d(cfg.code_channels, bottleneck, 1)
         self.decoder = MiniDecoder(cfg.width, cfg.groups, bottleneck)
         q = self.quantizer
@@ -143,9 +146,6 @@ class MiniTokenizer(Tokenizer):
         codes = list(tokens.scales) if tokens.multiscale else tokens.scales[0]
         return self.decoder(self.post_quant_conv(self.quantizer.dequantize(codes)))
 
-    def config_dict(self) -> dict:
-        return asdict(self.cfg)
-
 
 BITS = 12  # bits per f8 position, where a family allows choosing it (about 0.19 bpp)
 
@@ -170,28 +170,51 @@ FAMILIES: dict[str, MiniConfig] = {c.family: c for c in (
     MiniConfig("infinity", "msbsq", {}, code_channels=BITS, paper="https://arxiv.org/abs/2412.04431",
                notes="multi-scale bitwise residual (Infinity schedule), 12 bits per position per scale"),
     MiniConfig("fsq", "fsq", {"levels": [8, 8, 8, 8]}, code_channels=4, paper="https://arxiv.org/abs/2309.15505"),
+    Mini1DConfig("titok", "vq", {"codebook_size": 2 ** BITS, "distance": "cosine"}, code_channels=12,
+                 paper="https://arxiv.org/abs/2406.07550",
+                 notes="1D: ViT (patch 16, width 128, 4+4 blocks) reads 256 px into 128 tokens; 4096 codes of dim "
+                       "12, cosine lookup (TiTok-S-128's quantizer)"),
+    Mini1DConfig("flextok", "fsq", {"levels": [8, 8, 8, 8]}, code_channels=4, ordered=True,
+                 paper="https://arxiv.org/abs/2502.13967",
+                 notes="1D, ordered: causal register mask + nested dropout, any prefix of the 128 tokens decodes; "
+                       "FSQ 8^4; deterministic ViT decoder instead of FlexTok's rectified flow"),
 )}
+FLEXTOK_PREFIXES = (32, 8)  # extra leaderboard entries: mini-flextok decoded from its first k tokens only
+
+
+def build(cfg: MiniConfig | Mini1DConfig, keep_tokens: int | None = None) -> Tokenizer:
+    """The mini tokenizer a config describes (random weights)."""
+    if isinstance(cfg, Mini1DConfig):
+        return Mini1DTokenizer(cfg, build_quantizer(cfg), keep_tokens)
+    return MiniTokenizer(cfg)
 
 
 def weights_dir(family: str):
     return PACKAGE_WEIGHTS / f"mini-{family}"
 
 
-def load_config(family: str) -> MiniConfig:
+def load_config(family: str) -> MiniConfig | Mini1DConfig:
     """The shipped config when the family has been trained, else the code's default."""
     path = weights_dir(family) / "config.json"
     if path.is_file():
         saved = json.loads(path.read_text())["model"]
-        return MiniConfig(**saved)
+        return type(FAMILIES[family])(**saved)
     return FAMILIES[family]
 
 
-def _register(family: str) -> None:
+def _register(family: str, keep_tokens: int | None = None) -> None:
+    cfg = FAMILIES[family]
+    what = cfg.notes or cfg.quantizer
+    if keep_tokens:
+        what = f"the first {keep_tokens} of mini-{family}'s {cfg.num_latent_tokens} tokens"
     register_tokenizer(
-        f"mini-{family}", weights={"vtbench": PackageFile(f"mini-{family}/model.safetensors")},
-        description=f"vtbench mini-zoo ({family}): {FAMILIES[family].notes or FAMILIES[family].quantizer}",
-    )(lambda: MiniTokenizer(load_config(family)))
+        f"mini-{family}" + (f"-k{keep_tokens}" if keep_tokens else ""),
+        weights={"vtbench": PackageFile(f"mini-{family}/model.safetensors")},
+        description=f"vtbench mini-zoo ({family}): {what}",
+    )(lambda: build(load_config(family), keep_tokens))
 
 
 for _family in FAMILIES:
     _register(_family)
+for _k in FLEXTOK_PREFIXES:
+    _register("flextok", _k)

@@ -1,0 +1,50 @@
+"""Codebook usage of the discrete mini tokenizers over many images, not just the 11 builtin photographs
+(whose 11,264 tokens cannot touch most of a 16,384-code codebook).
+
+    python benchmarks/codebook_usage.py [--images 512] [--tokenizers mini-vq,mini-vqgan-lc,...]
+
+Images: random 256 px views from the training corpus (`data_manifests/mini-train.json`; seed 1, so not
+the crops training drew). Usage = fraction of codes chosen at least once, per component codebook,
+averaged; entropy in bits (same definitions as the leaderboard's `TokenStats`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from vtbench.bench.metrics import EvalBatch, TokenStats, to_uint8
+from vtbench.tokenizers import load_tokenizer
+from vtbench.tokenizers.mini import FAMILIES
+from vtbench.training_data import TrainingImages
+
+DEFAULT = [f"mini-{f}" for f in FAMILIES if f != "kl"]
+
+
+@torch.inference_mode()
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--tokenizers", default=",".join(DEFAULT))
+    args = ap.parse_args()
+    data = TrainingImages(seed=1)
+    views = [data.batch(args.batch_size, 256) for _ in range(-(-args.images // args.batch_size))]
+    print(f"{sum(len(v) for v in views)} training-corpus views at 256 px\n")
+    print("| tokenizer | vocabulary | tokens seen | codebook usage | entropy (bits) |\n|---|---:|---:|---:|---:|")
+    for name in args.tokenizers.split(","):
+        tok = load_tokenizer(name).eval()
+        stats = TokenStats()
+        for x in views:
+            u8 = to_uint8(x)
+            stats.update(EvalBatch([""] * len(x), u8, u8, tok.encode(x), [{}] * len(x), 0.0, 0.0))
+        out = stats.compute()
+        vocab = "x".join(str(v) for v in sorted(set(tok.info.vocab_sizes))) + (
+            f" ({len(tok.info.vocab_sizes)} components)" if len(tok.info.vocab_sizes) > 1 else "")
+        print(f"| {name} | {vocab} | {out['codebook_usage'].count} | {out['codebook_usage'].value:.4f} | "
+              f"{out['token_entropy'].value:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -149,7 +149,7 @@ class MiniTokenizer(Tokenizer):
 
 BITS = 12  # bits per f8 position, where a family allows choosing it (about 0.19 bpp)
 
-FAMILIES: dict[str, MiniConfig] = {c.family: c for c in (
+FAMILIES: dict[str, MiniConfig | Mini1DConfig] = {c.family: c for c in (
     MiniConfig("kl", "kl", {"kl_weight": 1e-6}, code_channels=4,
                paper="https://arxiv.org/abs/2112.10752", notes="continuous reference line (4-channel latent)"),
     MiniConfig("tokenbridge", "tokenbridge", {"bits": 3}, code_channels=4,

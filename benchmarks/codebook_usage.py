@@ -31,13 +31,13 @@ def main() -> None:
     args = ap.parse_args()
     data = TrainingImages(seed=1)
     views = [data.batch(args.batch_size, 256) for _ in range(-(-args.images // args.batch_size))]
+    views = [(x, to_uint8(x)) for x in views]
     print(f"{sum(len(v) for v in views)} training-corpus views at 256 px\n")
     print("| tokenizer | vocabulary | tokens seen | codebook usage | entropy (bits) |\n|---|---:|---:|---:|---:|")
     for name in args.tokenizers.split(","):
         tok = load_tokenizer(name).eval()
         stats = TokenStats()
-        for x in views:
-            u8 = to_uint8(x)
+        for x, u8 in views:
             stats.update(EvalBatch([""] * len(x), u8, u8, tok.encode(x), [{}] * len(x), 0.0, 0.0))
         out = stats.compute()
         vocab = "x".join(str(v) for v in sorted(set(tok.info.vocab_sizes))) + (

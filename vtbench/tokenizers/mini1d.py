@@ -165,8 +165,8 @@ def _register_mask(grid_tokens: int, registers: int) -> torch.Tensor:
 
 def nested_dropout_keep(batch: int, tokens: int, device=None) -> torch.Tensor:
     """FlexTok's nested dropout: per image, a prefix length drawn uniformly from 1, 2, 4, ..., tokens."""
-    options = torch.tensor([2 ** i for i in range(tokens.bit_length()) if 2 ** i <= tokens] +
-                           ([tokens] if tokens & (tokens - 1) else []), device=device)
+    powers = [2 ** i for i in range(tokens.bit_length())]  # every power of two <= tokens
+    options = torch.tensor(powers + ([tokens] if powers[-1] != tokens else []), device=device)
     return options[torch.randint(len(options), (batch,), device=device)]
 
 

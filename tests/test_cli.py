@@ -49,6 +49,16 @@ def test_run_writes_versioned_results_and_a_leaderboard(tmp_path, capsys):
                 "--tasks", "reconstruction,text", "--out", str(out)) == 0
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
 
+    # a result made with other weights (another sha256: retrained) is computed anew; the rest still resume
+    stale = out / "builtin" / "llamagen-vq-tiny" / "reconstruction.json"
+    res["tokenizer"]["weights"]["sha256"] = "0" * 64
+    stale.write_text(json.dumps(res))
+    assert _run("--tokenizer", "llamagen-vq-tiny,kl-vae-tiny,bicubic-f8", "--resolution", "64", "--limit", "3",
+                "--tasks", "reconstruction,text", "--out", str(out)) == 0
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    assert json.loads(stale.read_text())["tokenizer"]["weights"]["sha256"] != "0" * 64
+    assert {p for p in after if after[p] != before[p]} == {stale}
+
 
 def test_reported_psnr_is_reproduced_by_the_saved_pngs(tmp_path):
     import numpy as np
@@ -172,6 +182,14 @@ def test_leaderboard_matches_golden_files():
 
 def test_leaderboard_is_independent_of_input_order():
     assert leaderboard.build(_golden_results()[::-1]) == leaderboard.build(_golden_results())
+
+
+def test_leaderboard_marks_rows_whose_entry_states_a_caveat():
+    weak = _result("mini-x", "vq", 13.0, 0.2)
+    weak["tokenizer"]["extra"] = {"caveat": "undertrained: 2000 CPU steps"}
+    board = leaderboard.build([weak, _result("mini-y", "vq", 20.0, 0.5)])["reconstruction.md"]
+    assert "| mini-x † |" in board and "| mini-y |" in board
+    assert board.count("- † mini-x: undertrained: 2000 CPU steps") == 1
 
 
 def test_leaderboard_refuses_duplicate_rows():

@@ -149,3 +149,17 @@ def test_kl_bottleneck_samples_in_training_and_uses_the_mean_in_eval():
     assert torch.equal(q.eval()(z).z_q, z[:, :C])
     assert not torch.equal(q.train()(z).z_q, z[:, :C])
     assert q(z).loss > 0
+
+
+
+@pytest.mark.parametrize("name", ["vq-l2", "vq-cosine", "vqgan-lc", "var"])
+def test_quantizers_run_in_float32_inside_bf16_autocast(name):
+    q = _make(name).eval()
+    z = torch.randn(4, C, 16, 16).to(torch.bfloat16)  # exactly representable in both precisions
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = q(z)
+    exact = q(z.float())
+    assert cast.z_q.dtype == torch.float32
+    codes = [cast.codes, exact.codes] if name != "var" else [torch.cat([c.flatten() for c in o.codes])
+                                                             for o in (cast, exact)]
+    assert torch.equal(*codes)

@@ -43,6 +43,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     manifest: str = "mini-train"
     synthetic: int = 200  # generated text images and procedural textures, each
+    precision: str = "fp32"  # "bf16": autocast the tokenizer and LPIPS to bfloat16 (quantizers stay float32)
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -114,14 +115,15 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
         init_vqgan_lc_codebook(model, data, cfg)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99))
     ckpt_path = out / "checkpoint.pt"
-    step, history = 0, []
+    step, history, runs = 0, [], []
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        step, history = ckpt["step"], ckpt["history"]
+        step, history, runs = ckpt["step"], ckpt["history"], ckpt["runs"]
         torch.set_rng_state(ckpt["torch_rng"])
         data.rng.bit_generator.state = ckpt["data_rng"]
+    runs.append({"from_step": step, "recipe": asdict(cfg), "threads": torch.get_num_threads()})
     perceptual = lpips_network("alex")
     model.train()
     recent = deque(history[-100:], maxlen=100)
@@ -130,9 +132,11 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
         x = data.batch(cfg.batch_size, cfg.crop)
-        y, q_loss = model(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            y, q_loss = model(x)
+            lp = perceptual(y, x).float().mean()
+        y = y.float()
         l1 = (y - x).abs().mean()
-        lp = perceptual(y, x).mean()
         loss = l1 + cfg.lpips_weight * lp + q_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -148,10 +152,12 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
         bar.update(1)
         bar.set_postfix(l1=f"{l1.item():.3f}", lpips=f"{lp.item():.3f}", q=f"{q_loss.item():.3f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _checkpoint(ckpt_path, model, opt, step, history, data)
+            runs[-1].update(to_step=step, wall_s=round(time.perf_counter() - started, 1))
+            _checkpoint(ckpt_path, model, opt, step, history, runs, data)
     bar.close()
     final = {k: float(np.mean([r[k] for r in recent])) for k in ("loss", "l1", "lpips", "quant")}
     record = _record(cfg, data, final, started, history)
+    record["runs"] = runs
     save_model(model.eval(), out, record)
     return out
 
@@ -185,11 +191,11 @@ def _post_training(model, data, cfg, out, started) -> Path:
     return out
 
 
-def _checkpoint(path: Path, model, opt, step, history, data) -> None:
+def _checkpoint(path: Path, model, opt, step, history, runs, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".checkpoint.tmp")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
-                "torch_rng": torch.get_rng_state(), "data_rng": data.rng.bit_generator.state}, tmp)
+                "runs": runs, "torch_rng": torch.get_rng_state(), "data_rng": data.rng.bit_generator.state}, tmp)
     tmp.replace(path)
 
 

@@ -48,7 +48,14 @@ def _vocab(tok: dict) -> str:
 def _row_name(r: dict) -> str:
     tok = r["tokenizer"]
     name = tok["name"]
-    return f"{name} (random weights)" if tok.get("weights", {}).get("tag") == "random" else name
+    if tok.get("weights", {}).get("tag") == "random":
+        name += " (random weights)"
+    return name + (" †" if _caveat(r) else "")
+
+
+def _caveat(r: dict) -> str:
+    """What a tokenizer's own entry says its numbers do not show (``info.extra["caveat"]``)."""
+    return (r["tokenizer"].get("extra") or {}).get("caveat", "")
 
 
 def _table(results: list[dict]) -> list[str]:
@@ -98,6 +105,11 @@ def _notes(results: list[dict], metric_names: list[str]) -> list[str]:
         for text in sorted({r["metrics"][k].get("reason", "") for r in results
                             if k in r["metrics"] and not r["metrics"][k].get("available", True)} - {""}):
             notes.append(f"- `{k}` unavailable: {text}")
+    caveats = defaultdict(set)
+    for r in results:
+        if _caveat(r):
+            caveats[_caveat(r)].add(r["tokenizer"]["name"])
+    notes += [f"- † {', '.join(sorted(names))}: {text}" for text, names in sorted(caveats.items())]
     base = [f"{label} {_fmt(v, 'fraction')}" for key, label in BASELINES.items()
             for v in sorted({r["metrics"][key]["value"] for r in results if r["metrics"].get(key, {}).get("value")
                              is not None})]

@@ -43,9 +43,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _same_setup(old: dict, cfg: RunConfig, resolution: int) -> bool:
+def _same_setup(old: dict, tok: Tokenizer, cfg: RunConfig, resolution: int) -> bool:
     c = old.get("config", {})
-    return (c.get("limit") == cfg.limit and c.get("seed") == cfg.seed
+    return (old.get("tokenizer", {}).get("weights", {}).get("sha256") == tok.loaded_weights.sha256
+            and c.get("limit") == cfg.limit and c.get("seed") == cfg.seed
             and list(c.get("alpha", [])) == list(cfg.alpha) and c.get("delta") == cfg.delta
             and old.get("dataset", {}).get("resolution") == resolution)
 
@@ -54,15 +55,16 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
              progress: bool = True) -> tuple[dict, Path]:
     """Run ``task`` and write ``<out>/<dataset>/<tokenizer>/<task>.json`` plus per-image rows.
 
-    An existing result with the same setup is returned as is unless ``cfg.overwrite``: an interrupted
-    multi-task run, started again, resumes at the first task it had not finished.
+    An existing result with the same setup and the same weights (sha256) is returned as is unless
+    ``cfg.overwrite``: an interrupted multi-task run, started again, resumes at the first task it had not
+    finished, and retrained weights are evaluated anew.
     """
     label = tok.label
     path = result_path(out, dataset.name, label, task.name)
     resolution = cfg.resolution or tok.info.resolution
     if path.exists() and not cfg.overwrite:
         old = read_result(path)
-        if _same_setup(old, cfg, resolution):
+        if _same_setup(old, tok, cfg, resolution):
             return old, path
 
     device = tok.device

@@ -31,6 +31,12 @@ class Quantizer(nn.Module):
     vocab_sizes: tuple[int, ...] = ()
     multiscale: bool = False
 
+    def __call__(self, z: torch.Tensor, *args, **kwargs):
+        """Quantizers always run in float32, also inside a bf16 autocast region: a nearest-code search or a
+        rounding in bf16 would pick codes by 8-bit mantissas."""
+        with torch.autocast(z.device.type, enabled=False):
+            return super().__call__(z.float(), *args, **kwargs)
+
     def forward(self, z: torch.Tensor) -> Quantized:
         raise NotImplementedError
 

@@ -151,7 +151,6 @@ def test_kl_bottleneck_samples_in_training_and_uses_the_mean_in_eval():
     assert q(z).loss > 0
 
 
-
 @pytest.mark.parametrize("name", ["vq-l2", "vq-cosine", "vqgan-lc", "var"])
 def test_quantizers_run_in_float32_inside_bf16_autocast(name):
     q = _make(name).eval()

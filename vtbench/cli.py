@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--manifest", help="training data manifest (default: mini-train)")
     tr.add_argument("--precision", choices=("fp32", "bf16"),
-                    help="bf16: autocast to bfloat16 (about 1.7x faster on CPUs with AMX; default fp32)")
+                    help="bf16: autocast to bfloat16 (1.7-2x faster on CPUs with AMX; default fp32)")
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.add_argument("--out", help="output folder (default: runs/train/<tokenizer>)")
     tr.add_argument("--quiet", action="store_true")

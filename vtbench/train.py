@@ -120,7 +120,7 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        step, history, runs = ckpt["step"], ckpt["history"], ckpt["runs"]
+        step, history, runs = ckpt["step"], ckpt["history"], ckpt.get("runs", [])  # older checkpoints: none
         torch.set_rng_state(ckpt["torch_rng"])
         data.rng.bit_generator.state = ckpt["data_rng"]
     runs.append({"from_step": step, "recipe": asdict(cfg), "threads": torch.get_num_threads()})
@@ -131,13 +131,7 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
-        x = data.batch(cfg.batch_size, cfg.crop)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            y, q_loss = model(x)
-            lp = perceptual(y, x).float().mean()
-        y = y.float()
-        l1 = (y - x).abs().mean()
-        loss = l1 + cfg.lpips_weight * lp + q_loss
+        loss, l1, lp, q_loss = training_loss(model, perceptual, data.batch(cfg.batch_size, cfg.crop), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -160,6 +154,15 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
     record["runs"] = runs
     save_model(model.eval(), out, record)
     return out
+
+
+def training_loss(model: Tokenizer, perceptual, x: torch.Tensor, cfg: TrainConfig):
+    """(loss, L1, LPIPS, quantizer loss) of one batch, in the recipe's precision."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        y, q_loss = model(x)
+        lp = perceptual(y, x).float().mean()
+    l1 = (y.float() - x).abs().mean()
+    return l1 + cfg.lpips_weight * lp + q_loss, l1, lp, q_loss
 
 
 def _crop(mcfg, crop: int | None) -> int:

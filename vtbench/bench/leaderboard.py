@@ -107,8 +107,8 @@ def _notes(results: list[dict], metric_names: list[str]) -> list[str]:
             notes.append(f"- `{k}` unavailable: {text}")
     caveats = defaultdict(set)
     for r in results:
-        if _caveat(r):
-            caveats[_caveat(r)].add(r["tokenizer"]["name"])
+        if text := _caveat(r):
+            caveats[text].add(r["tokenizer"]["name"])
     notes += [f"- † {', '.join(sorted(names))}: {text}" for text, names in sorted(caveats.items())]
     base = [f"{label} {_fmt(v, 'fraction')}" for key, label in BASELINES.items()
             for v in sorted({r["metrics"][key]["value"] for r in results if r["metrics"].get(key, {}).get("value")

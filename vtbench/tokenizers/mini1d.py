@@ -141,7 +141,13 @@ class Mini1DDecoder(_ViT):
             if keep is not None:
                 dropped = torch.arange(k, device=z_q.device)[None, :] >= keep[:, None]
                 latent = torch.where(dropped[..., None], self.register_mask_token, latent)
-        out = self.run(self.mask_token.expand(b, self.grid ** 2, -1), latent, None)
+        return self.pixels(self.mask_token.expand(b, self.grid ** 2, -1), latent)
+
+    def pixels(self, grid_tokens: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """Run the transformer on ``grid_tokens`` (B, g*g, w) next to ``latent`` (B, K, w); the grid outputs
+        become the image (B, 3, R, R)."""
+        b = grid_tokens.shape[0]
+        out = self.run(grid_tokens, latent, None)
         x = self.ln_post(out[:, 1:1 + self.grid ** 2])
         x = self.ffn(x.transpose(1, 2).reshape(b, -1, self.grid, self.grid))
         return self.conv_out(_patches_to_image(x, self.patch_size))

@@ -52,13 +52,13 @@ def test_training_runs_resumes_and_saves_a_strictly_loadable_model(tmp_path):
     cfg = dict(batch_size=2, crop=32, warmup=2, checkpoint_every=3, manifest=str(manifest), synthetic=2)
     train("vq", out, TrainConfig(steps=3, **cfg), progress=False)
     first = json.loads((out / "config.json").read_text())
-    assert first["train"]["steps"] == 3 and (out / "checkpoint.pt").is_file()
+    assert first["train"]["steps"] == 3 and (out / "checkpoint.pt").is_file() and first["machine"]["device"] == "cpu"
     train("vq", out, TrainConfig(steps=6, precision="bf16", **cfg), progress=False)  # resumes at step 3
     saved = json.loads((out / "config.json").read_text())
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == 6 and [r["step"] for r in ckpt["history"]] == [1, 2, 3, 4, 5, 6]
-    assert [(r["from_step"], r["to_step"], r["recipe"]["precision"]) for r in saved["runs"]] == [
-        (0, 3, "fp32"), (3, 6, "bf16")]
+    assert [(r["from_step"], r["to_step"], r["recipe"]["precision"], r["device"]) for r in saved["runs"]] == [
+        (0, 3, "fp32", "cpu"), (3, 6, "bf16", "cpu")]
     assert all(np.isfinite(r["loss"]) for r in ckpt["history"])
     assert saved["data"]["photographs"] == 3 and set(saved["final_losses_last_100_steps"]) >= {"l1", "lpips"}
     model = MiniTokenizer(MiniConfig(**saved["model"]))

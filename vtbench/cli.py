@@ -136,7 +136,10 @@ def _cmd_train(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = train(name[len("mini-"):], Path(args.out or f"runs/train/{name}"), cfg, progress=not args.quiet)
+    from .bench.runner import pick_device
+
+    out = train(name[len("mini-"):], Path(args.out or f"runs/train/{name}"), cfg, progress=not args.quiet,
+                device=pick_device(args.device))
     print(f"trained {name}: {out}/model.safetensors, {out}/config.json")
     return 0
 
@@ -199,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--precision", choices=("fp32", "bf16"),
                     help="bf16: autocast to bfloat16 (1.7-2x faster on CPUs with AMX; default fp32)")
     tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     tr.add_argument("--out", help="output folder (default: runs/train/<tokenizer>)")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=_cmd_train)

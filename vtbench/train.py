@@ -56,7 +56,7 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 def save_model(model: Tokenizer, out: Path, record: dict) -> None:
     from safetensors.torch import save
 
-    state = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+    state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / ".model.tmp").write_bytes(save(state))
@@ -96,8 +96,9 @@ def fit_post_training(model: Tokenizer, data: TrainingImages, cfg: TrainConfig, 
     model.quantizer.fit(mean)
 
 
-def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bool = True) -> Path:
-    """Train ``mini-<family>`` into ``out``; resumes from ``out/checkpoint.pt`` when it exists."""
+def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bool = True,
+          device: str | torch.device = "cpu") -> Path:
+    """Train ``mini-<family>`` into ``out`` on ``device``; resumes from ``out/checkpoint.pt`` when it exists."""
     if family not in FAMILIES:
         raise KeyError(f"unknown mini family {family!r}; families: {', '.join(FAMILIES)}")
     mcfg = FAMILIES[family]
@@ -113,6 +114,8 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
 
     if mcfg.quantizer == "vqgan-lc":
         init_vqgan_lc_codebook(model, data, cfg)
+    device = torch.device(device)
+    model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99))
     ckpt_path = out / "checkpoint.pt"
     step, history, runs = 0, [], []
@@ -123,15 +126,15 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
         step, history, runs = ckpt["step"], ckpt["history"], ckpt.get("runs", [])  # older checkpoints: none
         torch.set_rng_state(ckpt["torch_rng"])
         data.rng.bit_generator.state = ckpt["data_rng"]
-    runs.append({"from_step": step, "recipe": asdict(cfg), "threads": torch.get_num_threads()})
-    perceptual = lpips_network("alex")
+    runs.append({"from_step": step, "recipe": asdict(cfg), "device": str(device), "threads": torch.get_num_threads()})
+    perceptual = lpips_network("alex", str(device))
     model.train()
     recent = deque(history[-100:], maxlen=100)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train mini-{family}", disable=not progress)
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
-        loss, l1, lp, q_loss = training_loss(model, perceptual, data.batch(cfg.batch_size, cfg.crop), cfg)
+        loss, l1, lp, q_loss = training_loss(model, perceptual, data.batch(cfg.batch_size, cfg.crop).to(device), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -150,7 +153,7 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
             _checkpoint(ckpt_path, model, opt, step, history, runs, data)
     bar.close()
     final = {k: float(np.mean([r[k] for r in recent])) for k in ("loss", "l1", "lpips", "quant")}
-    record = _record(cfg, data, final, started, history)
+    record = _record(cfg, data, final, started, history, device)
     record["runs"] = runs
     save_model(model.eval(), out, record)
     return out
@@ -202,14 +205,15 @@ def _checkpoint(path: Path, model, opt, step, history, runs, data) -> None:
     tmp.replace(path)
 
 
-def _record(cfg: TrainConfig, data: TrainingImages, final: dict, started: float, history: list) -> dict:
+def _record(cfg: TrainConfig, data: TrainingImages, final: dict, started: float, history: list,
+            device: torch.device = torch.device("cpu")) -> dict:
     return {
         "train": asdict(cfg),
         "data": data.describe(),
         "final_losses_last_100_steps": final,
         "loss_curve_every_100_steps": [r for r in history if r["step"] % 100 == 0],
         "wall_s": round(time.perf_counter() - started, 1),
-        "machine": {"device": "cpu", "threads": torch.get_num_threads(), "platform": platform.platform(),
+        "machine": {"device": str(device), "threads": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__},
         "vtbench_version": __version__,
     }

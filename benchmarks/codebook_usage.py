@@ -32,7 +32,7 @@ def main() -> None:
     data = TrainingImages(seed=1)
     views = [data.batch(args.batch_size, 256) for _ in range(-(-args.images // args.batch_size))]
     views = [(x, to_uint8(x)) for x in views]
-    print(f"{sum(len(v) for v in views)} training-corpus views at 256 px\n")
+    print(f"{sum(len(x) for x, _ in views)} training-corpus views at 256 px\n")
     print("| tokenizer | vocabulary | tokens seen | codebook usage | entropy (bits) |\n|---|---:|---:|---:|---:|")
     for name in args.tokenizers.split(","):
         tok = load_tokenizer(name).eval()

@@ -82,21 +82,25 @@ def test_shipped_mini_zoo_loads_strictly_under_one_recipe():
     from vtbench.tokenizers import load_tokenizer
     from vtbench.tokenizers.mini import CAVEATS, weights_dir
 
-    recipes = set()
+    recipes, budgets = set(), {True: set(), False: set()}
     for family in FAMILIES:
         saved = json.loads((weights_dir(family) / "config.json").read_text())
         runs = saved.get("runs") or [{"from_step": 0, "recipe": saved["train"]}]
         first = {k: v for k, v in runs[0]["recipe"].items() if k != "precision"}  # precision: fp32 then
+        one_d = family in ("titok", "flextok")
         crop = first.pop("crop")  # conv families: 64 px crops; fixed-size 1D ViTs: their 256 px
-        assert crop == (256 if family in ("titok", "flextok") else 64)
+        assert crop == (256 if one_d else 64)
+        budgets[one_d].add(first.pop("steps"))
         recipes.add(json.dumps(first, sort_keys=True))
         assert saved["data"]["manifest"] == "mini-train"
         tok = load_tokenizer(f"mini-{family}")  # strict: every key and shape must match
         assert tok.loaded_weights.sha256 and tok.info.family == family
-        # a family trained past the shared budget says so on the leaderboard
+        # a family trained past its first run says so on the leaderboard
         assert (len(runs) > 1) <= bool(tok.info.extra.get("caveat")) and (family in CAVEATS) == bool(
             tok.info.extra.get("caveat"))
-    assert len(recipes) == 1  # the shared first run: same steps, batch, learning rate, seed and data
+    assert len(recipes) == 1  # the same batch, learning rate, schedule, seed, data and losses for every family
+    # one step budget for the conv families and one first run for the 1D ViTs, which then trained on (†)
+    assert len(budgets[False]) == 1 and len(budgets[True]) == 1
 
 
 def test_pfid_of_a_trained_tokenizer_rises_with_alpha(tmp_path):

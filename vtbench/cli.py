@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a mini-zoo tokenizer (resumable)")
     tr.add_argument("--tokenizer", required=True, help="mini-<family>, e.g. mini-vq")
-    tr.add_argument("--steps", type=int)
+    tr.add_argument("--steps", type=int, help="optimizer steps (default: 6000, the shipped 2D minis' budget)")
     tr.add_argument("--batch-size", dest="batch_size", type=int)
     tr.add_argument("--crop", type=int, help="training crop size (default: 64 for the conv families; the 1D ViTs train at their fixed 256)")
     tr.add_argument("--lr", type=float)

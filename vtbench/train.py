@@ -32,7 +32,7 @@ from .training_data import TrainingImages
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2000
+    steps: int = 6000  # the shipped conv families' budget
     batch_size: int = 16
     crop: int | None = None  # None: 64 px crops for the conv families, the native resolution for the 1D ones
     lr: float = 1e-3

@@ -68,7 +68,7 @@ def _fit_short_side(img: Image.Image, side: int) -> torch.Tensor:
     w, h = img.size
     s = side / min(w, h)
     img = img.convert("RGB").resize((max(side, round(w * s)), max(side, round(h * s))), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(img)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
 
 
 def _text_image(rng: np.random.Generator, side: int = 256) -> Image.Image:

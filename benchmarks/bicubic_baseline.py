@@ -1,0 +1,76 @@
+"""Each tokenizer against the bicubic thumbnail baseline with the same (or fewer) bits, image by image.
+
+    python benchmarks/bicubic_baseline.py [--results leaderboards/results/builtin]
+
+Reads the reconstruction result files that `vtbench run` wrote (no model is run). For every tokenizer the
+baseline is the `bicubic-*` entry with the most bits per pixel not above the tokenizer's own, so the
+baseline never has more bits. Per metric: the mean of the paired per-image differences (tokenizer minus
+baseline), how many images the tokenizer wins, and the two-sided sign-test p-value of that count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from math import comb
+from pathlib import Path
+
+METRICS = {"psnr": True, "ssim": True, "lpips": False}  # name: higher is better
+
+
+def load(results: Path) -> dict[str, dict]:
+    """name -> {bpp, family, per_image: {id: metrics}} for every reconstruction result under ``results``."""
+    runs = {}
+    for path in sorted(results.glob("*/reconstruction.json")):
+        r = json.loads(path.read_text())
+        lines = (path.parent / r["per_image"]).read_text().splitlines()
+        runs[r["tokenizer"]["name"]] = {
+            "bpp": r["metrics"]["bits_per_pixel"]["value"], "family": r["tokenizer"]["family"],
+            "per_image": {row["id"]: row for row in map(json.loads, lines)}}
+    return runs
+
+
+def sign_test(wins: int, n: int) -> float:
+    """Two-sided p-value of ``wins`` out of ``n`` under a fair coin."""
+    tail = sum(comb(n, k) for k in range(0, min(wins, n - wins) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def compare(runs: dict[str, dict]) -> list[str]:
+    baselines = {n: r for n, r in runs.items() if r["family"] == "baseline"}
+    header = "| tokenizer | bpp | baseline | bpp | " + " | ".join(
+        f"Δ{m} | {m} wins | p" for m in METRICS) + " |"
+    lines = [header, "|" + "---|" + "---:|" + "---|" + "---:|" + "---:|---:|---:|" * len(METRICS)]
+    for name, run in sorted(runs.items()):
+        if run["family"] == "baseline":
+            continue
+        fitting = [b for b in baselines if baselines[b]["bpp"] <= run["bpp"] + 1e-9]
+        if not fitting:
+            continue
+        base = max(fitting, key=lambda b: baselines[b]["bpp"])
+        ids = sorted(run["per_image"].keys() & baselines[base]["per_image"].keys())
+        cells = [name, f"{run['bpp']:.4f}", base, f"{baselines[base]['bpp']:.4f}"]
+        for metric, higher in METRICS.items():
+            diffs = [run["per_image"][i][metric] - baselines[base]["per_image"][i][metric] for i in ids]
+            wins = sum((d > 0) == higher for d in diffs if d != 0)
+            decided = sum(d != 0 for d in diffs)
+            cells += [f"{sum(diffs) / len(diffs):+.3f}", f"{wins}/{len(ids)}", f"{sign_test(wins, decided):.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=Path("leaderboards/results/builtin"))
+    args = ap.parse_args()
+    runs = load(args.results)
+    if not any(r["family"] == "baseline" for r in runs.values()):
+        raise SystemExit(f"no bicubic baseline results under {args.results}: run `vtbench run --tokenizer "
+                         "bicubic-f8-4bit,...` first")
+    n = len(next(iter(runs.values()))["per_image"])
+    print(f"{len(runs)} reconstruction results, {n} images each, from {args.results}\n")
+    print("\n".join(compare(runs)))
+
+
+if __name__ == "__main__":
+    main()

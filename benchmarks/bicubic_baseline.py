@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from math import comb
 from pathlib import Path
+
+from scipy.stats import binomtest
+
+from vtbench.bench.results import ResultError, load_results
 
 METRICS = {"psnr": True, "ssim": True, "lpips": False}  # name: higher is better
 
@@ -21,19 +24,14 @@ METRICS = {"psnr": True, "ssim": True, "lpips": False}  # name: higher is better
 def load(results: Path) -> dict[str, dict]:
     """name -> {bpp, family, per_image: {id: metrics}} for every reconstruction result under ``results``."""
     runs = {}
-    for path in sorted(results.glob("*/reconstruction.json")):
-        r = json.loads(path.read_text())
-        lines = (path.parent / r["per_image"]).read_text().splitlines()
+    for r in load_results(results):
+        if r["task"] != "reconstruction":
+            continue
+        lines = (results / r["_path"]).with_name(r["per_image"]).read_text().splitlines()
         runs[r["tokenizer"]["name"]] = {
             "bpp": r["metrics"]["bits_per_pixel"]["value"], "family": r["tokenizer"]["family"],
             "per_image": {row["id"]: row for row in map(json.loads, lines)}}
     return runs
-
-
-def sign_test(wins: int, n: int) -> float:
-    """Two-sided p-value of ``wins`` out of ``n`` under a fair coin."""
-    tail = sum(comb(n, k) for k in range(0, min(wins, n - wins) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
 
 
 def compare(runs: dict[str, dict]) -> list[str]:
@@ -54,7 +52,7 @@ def compare(runs: dict[str, dict]) -> list[str]:
             diffs = [run["per_image"][i][metric] - baselines[base]["per_image"][i][metric] for i in ids]
             wins = sum((d > 0) == higher for d in diffs if d != 0)
             decided = sum(d != 0 for d in diffs)
-            cells += [f"{sum(diffs) / len(diffs):+.3f}", f"{wins}/{len(ids)}", f"{sign_test(wins, decided):.3f}"]
+            cells += [f"{sum(diffs) / len(diffs):+.3f}", f"{wins}/{len(ids)}", f"{binomtest(wins, decided).pvalue:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -63,7 +61,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=Path("leaderboards/results/builtin"))
     args = ap.parse_args()
-    runs = load(args.results)
+    try:
+        runs = load(args.results)
+    except ResultError as e:
+        raise SystemExit(f"bicubic_baseline: {e}") from None
     if not any(r["family"] == "baseline" for r in runs.values()):
         raise SystemExit(f"no bicubic baseline results under {args.results}: run `vtbench run --tokenizer "
                          "bicubic-f8-4bit,...` first")

@@ -96,8 +96,8 @@ def test_shipped_mini_zoo_loads_strictly_under_one_recipe():
         tok = load_tokenizer(f"mini-{family}")  # strict: every key and shape must match
         assert tok.loaded_weights.sha256 and tok.info.family == family
         # a family trained past its first run says so on the leaderboard
-        assert (len(runs) > 1) <= bool(tok.info.extra.get("caveat")) and (family in CAVEATS) == bool(
-            tok.info.extra.get("caveat"))
+        assert (len(runs) > 1) <= bool(tok.info.caveat) and (family in CAVEATS) == bool(
+            tok.info.caveat)
     assert len(recipes) == 1  # the same batch, learning rate, schedule, seed, data and losses for every family
     # one step budget for the conv families and one first run for the 1D ViTs, which then trained on (†)
     assert len(budgets[False]) == 1 and len(budgets[True]) == 1

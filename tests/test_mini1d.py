@@ -78,9 +78,9 @@ def test_flextok_prefixes_decode_as_nested_dropout_trained_them():
 def test_titok_refuses_prefixes_and_other_resolutions():
     tok = build(TITOK).eval()
     tokens = tok.encode(_images(1))
-    with pytest.raises(ValueError, match="prefixes need an ordered"):
+    with pytest.raises(ValueError, match=f"decodes sequences of {TITOK.num_latent_tokens} tokens, got 4"):
         tok.decode(tokens.map(lambda s: s[:, :4]))
-    with pytest.raises(ValueError, match="fixed-resolution tokenizer.*--resolution 32"):
+    with pytest.raises(ValueError, match="encodes 32x32 images only, got 64x64"):
         tok.encode(_images(1, side=64))
     with pytest.raises(ValueError, match="ordered"):
         build(TITOK, keep_tokens=4)

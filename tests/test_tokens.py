@@ -14,7 +14,7 @@ class ToyTokenizer(Tokenizer):
 
     def __init__(self, layout: str):
         super().__init__()
-        self.layout = layout
+        self.toy = layout
         kind, vocab, dims = {
             "grid": ("index", (64,), 2),
             "multiscale": ("index", (64,), 2),
@@ -26,48 +26,58 @@ class ToyTokenizer(Tokenizer):
             "continuous": ("continuous", (), 2),
         }[layout]
         self.info = TokenizerInfo(family=f"toy-{layout}", kind=kind, resolution=32, downsample=8, vocab_sizes=vocab,
-                                  tokens_per_image=16, spatial_dims=dims, input_range="zero_one")
+                                  tokens_per_image=16, spatial_dims=dims, input_range="zero_one",
+                                  multiscale=layout.startswith("multiscale"), ordered=layout == "sequence",
+                                  latent_channels=3 if layout == "continuous" else 0)
+
+    def scale_shapes(self, height, width):
+        side = height // 8
+        if self.toy == "multiscale":
+            return ((side // 2, side // 2), (side, side))
+        if self.toy == "multiscale_binary":
+            return tuple((side // s, side // s) for s in (4, 2, 1))
+        return super().scale_shapes(height, width)
 
     def _encode(self, x, length: int | None = None):
         p = F.avg_pool2d(x, 8)  # (B, 3, 4, 4) in [0, 1]
-        if self.layout == "continuous":
+        if self.toy == "continuous":
             return Tokens.from_latents(p)
         levels = (p * 3.999).long()  # 4 levels per channel -> 64 colours
         colour = levels[:, 0] * 16 + levels[:, 1] * 4 + levels[:, 2]  # (B, 4, 4)
-        if self.layout == "grid":
+        if self.toy == "grid":
             return Tokens.from_indices(colour, "index", (64,))
-        if self.layout == "multiscale":
+        if self.toy == "multiscale":
             coarse = colour[:, ::2, ::2]
             return Tokens.from_indices([coarse, colour], "index", (64,))
-        if self.layout == "factorized":
+        if self.toy == "factorized":
             codes = torch.stack([colour % 16, colour // 8, colour // 16], dim=-1)
             return Tokens((codes,), "factorized", (16, 8, 4))
-        if self.layout == "binary":
+        if self.toy == "binary":
             bits = torch.stack([(colour >> k) & 1 for k in range(6)], dim=-1)
             return Tokens((bits,), "binary", (2,) * 6)
-        if self.layout == "multiscale_binary":
+        if self.toy == "multiscale_binary":
             scales = tuple(torch.stack([(colour[:, ::s, ::s] >> k) & 1 for k in range(3)], dim=-1) for s in (4, 2, 1))
             return Tokens(scales, "binary", (2,) * 3, multiscale=True)
-        if self.layout == "levels":
+        if self.toy == "levels":
             return Tokens(((p * 4.999).long().movedim(1, -1),), "levels", (5,) * 3)
-        if self.layout == "sequence":
+        if self.toy == "sequence":
             seq = colour.flatten(1)[:, : length or 16]
             return Tokens.from_indices(seq, "index", (64,), spatial_dims=1)
-        raise AssertionError(self.layout)
+        raise AssertionError(self.toy)
 
     def _decode(self, tokens):
-        if self.layout == "continuous":
+        if self.toy == "continuous":
             p = tokens.latents
-        elif self.layout == "levels":
+        elif self.toy == "levels":
             p = tokens.scales[0].movedim(-1, 1).float() / 4.999
         else:
-            if self.layout == "factorized":
+            if self.toy == "factorized":
                 colour = tokens.scales[0][..., 2] * 16 + tokens.scales[0][..., 0] % 16
-            elif self.layout == "binary":
+            elif self.toy == "binary":
                 colour = sum(tokens.scales[0][..., k] << k for k in range(6))
-            elif self.layout == "multiscale_binary":
+            elif self.toy == "multiscale_binary":
                 colour = sum(tokens.scales[-1][..., k] << k for k in range(3))  # the toy reads the finest scale
-            elif self.layout == "sequence":
+            elif self.toy == "sequence":
                 seq = F.pad(tokens.indices, (0, 16 - tokens.indices.shape[1]))
                 colour = seq.view(-1, 4, 4)
             else:
@@ -146,7 +156,7 @@ def test_batch_slicing_and_device_moves_keep_layout():
 
 def test_images_must_be_float_bchw():
     tok = ToyTokenizer("grid")
-    with pytest.raises(ValueError, match="uint8|dtype"):
+    with pytest.raises(TypeError, match="uint8|dtype"):
         tok.encode(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         tok.encode(torch.zeros(3, 32, 32))

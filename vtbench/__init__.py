@@ -1,9 +1,11 @@
 """vtbench: a visual tokenizer zoo and evaluation benchmark."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .tokenizers import (Tokenizer, TokenizerInfo, Tokens, WeightsUnavailable, list_tokenizers,  # noqa: E402
-                         load_tokenizer, register_tokenizer)
+from .tokenizers import (Tokenizer, TokenizerInfo, TokenLayout, Tokens, WeightsUnavailable,  # noqa: E402
+                         create_tokenizer, from_pretrained, list_tokenizers, load_tokenizer, register_tokenizer,
+                         save_pretrained)
 
-__all__ = ["__version__", "Tokenizer", "TokenizerInfo", "Tokens", "WeightsUnavailable", "list_tokenizers",
-           "load_tokenizer", "register_tokenizer"]
+__all__ = ["__version__", "Tokenizer", "TokenizerInfo", "TokenLayout", "Tokens", "WeightsUnavailable",
+           "create_tokenizer", "from_pretrained", "list_tokenizers", "load_tokenizer", "register_tokenizer",
+           "save_pretrained"]

@@ -19,9 +19,9 @@ from .base import Quantized, Quantizer
 from .binary import BSQ, LFQ
 from .factorized import FactorizedQuantizer
 from .multiscale import INFINITY_SCHEDULE, VAR_SCHEDULE, MultiScaleBSQ, MultiScaleResidualVQ, scale_sides
-from .scalar import FSQ, DiagonalGaussian, DimensionWiseQuantizer
+from .scalar import FSQ, DiagonalGaussian, DimensionWiseQuantizer, GaussianPosterior
 from .vq import FrozenCodebookVQ, VectorQuantizer
 
 __all__ = ["Quantized", "Quantizer", "VectorQuantizer", "FrozenCodebookVQ", "FactorizedQuantizer",
            "MultiScaleResidualVQ", "MultiScaleBSQ", "LFQ", "BSQ", "FSQ", "DimensionWiseQuantizer",
-           "DiagonalGaussian", "VAR_SCHEDULE", "INFINITY_SCHEDULE", "scale_sides"]
+           "DiagonalGaussian", "GaussianPosterior", "VAR_SCHEDULE", "INFINITY_SCHEDULE", "scale_sides"]

@@ -45,6 +45,16 @@ def _down(x: torch.Tensor, side: int) -> torch.Tensor:
     return x if x.shape[-1] == side else F.interpolate(x, size=(side, side), mode="area")
 
 
+def teacher_forcing(quantizer, codes) -> torch.Tensor:
+    """Every scale's input after the first, built by `next_scale_input` from the ground-truth codes."""
+    sides = [c.shape[1] for c in codes]
+    f_hat, inputs = None, []
+    for k in range(len(codes) - 1):
+        f_hat, nxt = quantizer.next_scale_input(k, f_hat, codes[k], sides)
+        inputs.append(channels_last(nxt).flatten(1, 2))
+    return torch.cat(inputs, dim=1)
+
+
 class Phi(nn.Module):
     """VAR's refinement of an upsampled code map: ``(1 - r) h + r conv3x3(h)`` with r = 0.5."""
 
@@ -107,6 +117,19 @@ class MultiScaleResidualVQ(Quantizer):
         side = codes[-1].shape[-1]
         return sum(self._up(c, k, len(codes), side) for k, c in enumerate(codes))
 
+    def next_scale_input(self, k: int, f_hat, codes: torch.Tensor, sides) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generation: add scale ``k``'s codes to ``f_hat`` (None at k = 0); returns (f_hat, the next scale's
+        input: f_hat area-downsampled to it, or f_hat itself after the last scale). VAR's
+        ``get_next_autoregressive_input``."""
+        h = self._up(codes, k, len(sides), sides[-1])
+        f_hat = h if f_hat is None else f_hat + h
+        return f_hat, (f_hat if k == len(sides) - 1 else _down(f_hat, sides[k + 1]))
+
+    def teacher_forcing_inputs(self, codes) -> torch.Tensor:
+        """Training: the input of every scale after the first from the ground-truth codes before it,
+        ``(B, sum_{k>0} s_k^2, dim)`` channels last (VAR's ``idxBl_to_var_input``)."""
+        return teacher_forcing(self, codes)
+
     def perturb(self, z, alpha: float, delta: int, gen, scales: set[int] | None = None):
         """Codes of every scale (or only ``scales``) perturbed; residuals follow the clean codes, so each
         scale's candidates are the neighbours of the clean encoder's residual at that scale."""
@@ -158,7 +181,20 @@ class MultiScaleBSQ(Quantizer):
 
     def dequantize(self, codes):
         side = codes[-1].shape[-2]
-        return sum(self._up((c.float() * 2 - 1) / self.bsq.bits ** 0.5, side) for c in codes)
+        return sum(self._up(self._code(c), side) for c in codes)
+
+    def _code(self, bits: torch.Tensor) -> torch.Tensor:
+        return (bits.float() * 2 - 1) / self.bsq.bits ** 0.5
+
+    def next_scale_input(self, k: int, f_hat, codes: torch.Tensor, sides) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generation: add scale ``k``'s bits to ``f_hat``; returns (f_hat, the next scale's input)."""
+        h = self._up(self._code(codes), sides[-1])
+        f_hat = h if f_hat is None else f_hat + h
+        return f_hat, (f_hat if k == len(sides) - 1 else _down(f_hat, sides[k + 1]))
+
+    def teacher_forcing_inputs(self, codes) -> torch.Tensor:
+        """Training: the input of every scale after the first, ``(B, sum_{k>0} s_k^2, bits)`` channels last."""
+        return teacher_forcing(self, codes)
 
     def perturb(self, z, alpha: float, delta: int, gen, scales: set[int] | None = None):
         """Bits of every scale (or only ``scales``) perturbed; residuals follow the clean bits."""

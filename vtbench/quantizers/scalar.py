@@ -4,6 +4,7 @@ Gaussian posterior of a KL-VAE, which quantizes nothing."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -110,6 +111,35 @@ def _truncated_normal_bin_means(n: int, limit: float) -> torch.Tensor:
     return ((pdf[:-1] - pdf[1:]) / mass).float()
 
 
+@dataclass
+class GaussianPosterior:
+    """A diagonal Gaussian over latents ``(B, C, *positions)`` (diffusers' ``DiagonalGaussianDistribution``)."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor  # clamped to [-30, 20]
+
+    @classmethod
+    def from_moments(cls, moments: torch.Tensor) -> "GaussianPosterior":
+        """Mean and log-variance stacked on the channel axis, as KL-VAE encoders output them."""
+        mean, logvar = moments.chunk(2, dim=1)
+        return cls(mean, logvar.clamp(-30.0, 20.0))
+
+    @property
+    def std(self) -> torch.Tensor:
+        return (0.5 * self.logvar).exp()
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL to a standard normal per sample, summed over channels and positions."""
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1 - self.logvar).flatten(1).sum(1)
+
+
 class DiagonalGaussian(Quantizer):
     """The KL-VAE bottleneck: features hold mean and log-variance; training samples, evaluation uses the
     mean. Loss: KL to a standard normal, summed over channels and averaged over positions, times
@@ -122,9 +152,9 @@ class DiagonalGaussian(Quantizer):
         self.kl_weight = kl_weight
 
     def forward(self, z):
-        mean, logvar = z.chunk(2, dim=1)
-        logvar = logvar.clamp(-30.0, 20.0)
-        sample = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
+        post = GaussianPosterior.from_moments(z)
+        mean, logvar = post.mean, post.logvar
+        sample = mean + torch.randn_like(mean) * post.std if self.training else mean
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
         return Quantized(sample, channels_last(mean), self.kl_weight * kl)
 

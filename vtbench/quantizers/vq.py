@@ -12,8 +12,9 @@ from .perturb import perturb_nearest
 
 
 def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Squared l2 distances (N, K) from each row of ``z`` (N, D) to each codebook row."""
-    return z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)
+    """Squared l2 distances (N, K) from each row of ``z`` (N, D) to each codebook row, summed in the order
+    of the taming/LlamaGen lookup (``|z|^2 + |e|^2 - 2 z.e``), so near-ties resolve as theirs do."""
+    return (z.pow(2).sum(1, keepdim=True) + codebook.pow(2).sum(1)) - 2 * (z @ codebook.t())
 
 
 def nearest(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ class BicubicThumbnail(Tokenizer):
     def _encode(self, x):
         return Tokens((self._thumbnail(x).round().long(),), "levels", self.info.vocab_sizes)
 
-    def _perturb(self, x, alpha, delta, generator, **kwargs):
+    def _perturb(self, x, alpha, delta, generator, scales):
         values = self._thumbnail(x)
         flat = values.reshape(-1, 3)
         codes = perturb_levels(flat, flat.round().long(), torch.full((3,), self.top + 1), alpha, delta, generator)
@@ -57,7 +57,7 @@ def _register(factor: int, bits: int) -> None:
     register_tokenizer(
         name, weights={"none": NO_WEIGHTS},
         description=f"baseline: {bits}-bit RGB thumbnail at 1/{factor} resolution ({bpp:.3g} bpp), bicubic up",
-    )(lambda: BicubicThumbnail(factor, bits))
+    )(lambda **kw: BicubicThumbnail(factor, bits, **kw))
 
 
 for _f, _bits in ((8, 8), (16, 8), (8, 4), (32, 8), (64, 8), (128, 8)):

@@ -9,18 +9,19 @@ state dict. Inputs are in [-1, 1].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quantizers.vq import perturbed_lookup
+from .. import quantizers as Q
 from .base import Tokenizer, TokenizerInfo
 from .layers import ConvAttnBlock, Downsample, ResnetBlock, Upsample, group_norm
 from .registry import register_tokenizer
 from .tokens import Tokens
-from .weights import RANDOM_INIT, HubFile
+from .pretrained import register_architecture
+from .weights import RANDOM_INIT, Checkpoint, HubFile, single_file
 
 PAPER = "https://arxiv.org/abs/2406.06525"
 CODE = "https://github.com/FoundationVision/LlamaGen"
@@ -112,33 +113,15 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)))
 
 
-class VectorQuantizer(nn.Module):
-    """Nearest-code lookup with l2-normalised features and codes."""
+class VectorQuantizer(Q.VectorQuantizer):
+    """The shared cosine-lookup quantizer (float32 under autocast, see `vtbench.quantizers.base`) with
+    LlamaGen's ``codebook_used`` buffer (a training-time usage window kept in its checkpoints)."""
 
     USAGE_WINDOW = 65536
 
     def __init__(self, codebook_size: int, dim: int):
-        super().__init__()
-        self.embedding = nn.Embedding(codebook_size, dim)
-        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        super().__init__(dim, codebook_size, distance="cosine")
         self.register_buffer("codebook_used", torch.zeros(self.USAGE_WINDOW))
-
-    def codebook(self) -> torch.Tensor:
-        return F.normalize(self.embedding.weight, dim=-1)
-
-    def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) features -> (B, h, w) indices of the nearest normalised code."""
-        feats = F.normalize(z.movedim(1, -1), dim=-1)
-        # for unit vectors the nearest code in l2 is the one with the largest dot product
-        return torch.argmax(feats @ self.codebook().t(), dim=-1)
-
-    def perturb(self, z: torch.Tensor, alpha: float, delta: int, gen: torch.Generator) -> torch.Tensor:
-        """pFID codes: neighbours by the same cosine (normalised l2) distance as the lookup."""
-        return perturbed_lookup(F.normalize(z.movedim(1, -1), dim=-1), self.codebook(), alpha, delta, gen)
-
-    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) indices -> (B, C, h, w) normalised codes."""
-        return F.embedding(indices, self.codebook()).movedim(-1, 1)
 
 
 class LlamaGenVQ(Tokenizer):
@@ -155,7 +138,7 @@ class LlamaGenVQ(Tokenizer):
             family="vq", kind="index", resolution=cfg.resolution, downsample=down,
             vocab_sizes=(cfg.codebook_size,), tokens_per_image=(cfg.resolution // down) ** 2,
             paper=PAPER, code=CODE, license="MIT", input_range="minus_one_one",
-            extra={"codebook_dim": cfg.codebook_embed_dim, "distance": "cosine (l2-normalised)"},
+            notes=f"codes of dim {cfg.codebook_embed_dim}, cosine (l2-normalised) lookup",
         )
 
     def pre_quant(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,14 +146,14 @@ class LlamaGenVQ(Tokenizer):
         return self.quant_conv(self.encoder(x))
 
     def _encode(self, x):
-        return Tokens.from_indices(self.quantize.indices(self.pre_quant(x)), "index", self.info.vocab_sizes)
+        return Tokens.from_indices(self.quantize(self.pre_quant(x)).codes, "index", self.info.vocab_sizes)
 
-    def _perturb(self, x, alpha, delta, generator, **kwargs):
+    def _perturb(self, x, alpha, delta, generator, scales):
         codes = self.quantize.perturb(self.pre_quant(x), alpha, delta, generator)
         return Tokens.from_indices(codes, "index", self.info.vocab_sizes)
 
     def _decode(self, tokens):
-        return self.decoder(self.post_quant_conv(self.quantize.lookup(tokens.indices)))
+        return self.decoder(self.post_quant_conv(self.quantize.dequantize(tokens.indices)))
 
 
 def _official_checkpoint(state: dict) -> dict:
@@ -178,26 +161,31 @@ def _official_checkpoint(state: dict) -> dict:
     return state["model"] if "model" in state else state
 
 
-#: LlamaGen's ImageNet (c2i) tokenizers: name -> (hub file, sha256, encoder/decoder channel multipliers)
-CHECKPOINTS = {
-    "llamagen-vq16": ("vq_ds16_c2i.pt", "109aa8afb2cf3761eec23cdc8644154cb498f5ab7eef2a35264d25e5e0499f7d",
-                      (1, 1, 2, 2, 4)),
-    "llamagen-vq8": ("vq_ds8_c2i.pt", "c70d2966ec012f378793214ff0755087e7c5fe6f035b469995143325dca4a4e3",
-                     (1, 2, 2, 4)),
+_README = "https://github.com/FoundationVision/LlamaGen#vq-vae-models"
+#: LlamaGen's ImageNet (c2i) tokenizers: name -> config, hub file and its sha256, published figures
+VARIANTS = {
+    "llamagen-vq16": dict(config=VQConfig(ch_mult=(1, 1, 2, 2, 4)), file="vq_ds16_c2i.pt",
+                          sha256="109aa8afb2cf3761eec23cdc8644154cb498f5ab7eef2a35264d25e5e0499f7d",
+                          published={"rfid": 2.19, "dataset": "ImageNet val, 256x256", "source": _README}),
+    "llamagen-vq8": dict(config=VQConfig(ch_mult=(1, 2, 2, 4)), file="vq_ds8_c2i.pt",
+                         sha256="c70d2966ec012f378793214ff0755087e7c5fe6f035b469995143325dca4a4e3",
+                         published={"rfid": 0.59, "dataset": "ImageNet val, 256x256", "source": _README}),
 }
-for _name, (_file, _sha, _mult) in CHECKPOINTS.items():
-    _side = 256 // 2 ** (len(_mult) - 1)
-    register_tokenizer(
-        _name, weights={"hub": HubFile("FoundationVision/LlamaGen", _file, sha256=_sha)}, convert=_official_checkpoint,
-        description=f"LlamaGen VQ: 16384 codes of dim 8, cosine lookup, {_side}x{_side} tokens at 256 px (ImageNet c2i)",
-    )(lambda mult=_mult: LlamaGenVQ(VQConfig(ch_mult=mult)))
-
-
 TINY_VQ = VQConfig(codebook_size=64, codebook_embed_dim=4, ch=32, ch_mult=(1, 2), num_res_blocks=1,
                    z_channels=32, resolution=64)
+
+register_architecture("llamagen-vq", VQConfig)(LlamaGenVQ)
+for _name, _v in VARIANTS.items():
+    _side = 256 // 2 ** (len(_v["config"].ch_mult) - 1)
+    register_tokenizer(
+        _name,
+        weights={"hub": Checkpoint({"model": HubFile("FoundationVision/LlamaGen", _v["file"], sha256=_v["sha256"])},
+                                   single_file(_official_checkpoint), license="MIT", published=_v["published"])},
+        description=f"LlamaGen VQ: 16384 codes of dim 8, cosine lookup, {_side}x{_side} tokens at 256 px (ImageNet c2i)",
+    )(lambda _cfg=_v["config"], **kw: LlamaGenVQ(replace(_cfg, **kw)))
 
 
 @register_tokenizer("llamagen-vq-tiny", weights={"random": RANDOM_INIT},
                     description="test fixture: the LlamaGen VQ architecture at toy size, random weights")
-def llamagen_vq_tiny():
-    return LlamaGenVQ(TINY_VQ)
+def llamagen_vq_tiny(**kw):
+    return LlamaGenVQ(replace(TINY_VQ, **kw))

@@ -16,8 +16,7 @@ stand in for the published tokenizers.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -27,8 +26,9 @@ from .base import Tokenizer, TokenizerInfo
 from .layers import Downsample, ResnetBlock, Upsample
 from .mini1d import Mini1DConfig, Mini1DTokenizer
 from .registry import register_tokenizer
+from .pretrained import CONFIG_FILE, WEIGHTS_FILE, config_of, read_config, register_architecture
 from .tokens import Tokens
-from .weights import PACKAGE_WEIGHTS, PackageFile
+from .weights import PACKAGE_WEIGHTS, Checkpoint, PackageFile, resolve
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,22 @@ class MiniTokenizer(Tokenizer):
         positions = (sum(s * s for s in Q.scale_sides(side, q.schedule)) if q.multiscale else side * side)
         self.info = TokenizerInfo(
             family=cfg.family, kind=q.kind, resolution=cfg.resolution, downsample=8, vocab_sizes=q.vocab_sizes,
-            tokens_per_image=positions, paper=cfg.paper, code="vtbench (vtbench/tokenizers/mini.py)",
+            tokens_per_image=positions, multiscale=q.multiscale,
+            latent_channels=cfg.code_channels if q.kind == "continuous" else 0,
+            paper=cfg.paper, code="vtbench (vtbench/tokenizers/mini.py)",
             license="Apache-2.0", input_range="minus_one_one",
             notes=cfg.notes or "vtbench mini-zoo: small model trained by `vtbench train` on a CPU",
         )
+
+    def scale_shapes(self, height, width):
+        if not self.quantizer.multiscale:
+            return super().scale_shapes(height, width)
+        return tuple((s, s) for s in Q.scale_sides(height // 8, self.quantizer.schedule))
+
+    def check_size(self, height, width):
+        super().check_size(height, width)
+        if self.quantizer.multiscale and height != width:
+            raise ValueError(f"{self._name()} is multi-scale and takes square images only, got {height}x{width}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training path: (reconstruction in [-1, 1] scale, quantizer loss)."""
@@ -139,12 +151,27 @@ class MiniTokenizer(Tokenizer):
     def _encode(self, x):
         return self._tokens(self.quantizer(self.latents(x)).codes)
 
-    def _perturb(self, x, alpha, delta, generator, **kwargs):
-        return self._tokens(self.quantizer.perturb(self.latents(x), alpha, delta, generator, **kwargs))
+    def _perturb(self, x, alpha, delta, generator, scales):
+        extra = {} if scales is None else {"scales": scales}
+        return self._tokens(self.quantizer.perturb(self.latents(x), alpha, delta, generator, **extra))
 
     def _decode(self, tokens):
         codes = list(tokens.scales) if tokens.multiscale else tokens.scales[0]
         return self.decoder(self.post_quant_conv(self.quantizer.dequantize(codes)))
+
+    def _posterior(self, x):
+        return Q.GaussianPosterior.from_moments(self.latents(x))
+
+    def teacher_forcing_inputs(self, tokens: Tokens) -> torch.Tensor:
+        if not self.info.multiscale:
+            return super().teacher_forcing_inputs(tokens)
+        self._check_tokens(tokens)
+        return self.quantizer.teacher_forcing_inputs(list(tokens.scales))
+
+    def next_scale_input(self, k, f_hat, codes, scale_shapes):
+        if not self.info.multiscale:
+            return super().next_scale_input(k, f_hat, codes, scale_shapes)
+        return self.quantizer.next_scale_input(k, f_hat, codes, [s[0] for s in scale_shapes])
 
 
 BITS = 12  # bits per f8 position, where a family allows choosing it (about 0.19 bpp)
@@ -200,12 +227,17 @@ def weights_dir(family: str):
 
 
 def load_config(family: str) -> MiniConfig | Mini1DConfig:
-    """The shipped config when the family has been trained, else the code's default."""
-    path = weights_dir(family) / "config.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())["model"]
-        return type(FAMILIES[family])(**saved)
-    return FAMILIES[family]
+    """The shipped config (verified against its pinned sha256) when the family has been trained, else the
+    code's default."""
+    rel = f"mini-{family}/{CONFIG_FILE}"
+    if not (PACKAGE_WEIGHTS / rel).is_file():
+        return FAMILIES[family]
+    path, _ = resolve(PackageFile(rel, SHIPPED_SHA256.get(rel)))
+    return config_of(read_config(path.parent))
+
+
+register_architecture("vtbench-mini", MiniConfig)(MiniTokenizer)
+register_architecture("vtbench-mini1d", Mini1DConfig)(build)
 
 
 def _register(family: str, keep_tokens: int | None = None) -> None:
@@ -213,19 +245,49 @@ def _register(family: str, keep_tokens: int | None = None) -> None:
     what = cfg.notes or cfg.quantizer
     if keep_tokens:
         what = f"the first {keep_tokens} of mini-{family}'s {cfg.num_latent_tokens} tokens"
+    rel = f"mini-{family}/{WEIGHTS_FILE}"
     register_tokenizer(
         f"mini-{family}" + (f"-k{keep_tokens}" if keep_tokens else ""),
-        weights={"vtbench": PackageFile(f"mini-{family}/model.safetensors")},
+        weights={"vtbench": Checkpoint({"model": PackageFile(rel, SHIPPED_SHA256.get(rel))}, license="Apache-2.0")},
         description=f"vtbench mini-zoo ({family}): {what}",
-    )(lambda: _shipped(family, keep_tokens))
+    )(lambda **config: _shipped(family, keep_tokens, **config))
 
 
-def _shipped(family: str, keep_tokens: int | None) -> Tokenizer:
-    tok = build(load_config(family), keep_tokens)
+def _shipped(family: str, keep_tokens: int | None, **config) -> Tokenizer:
+    tok = build(replace(load_config(family), **config), keep_tokens)
     if family in CAVEATS:
-        tok.info.extra["caveat"] = CAVEATS[family]
+        tok.info = replace(tok.info, caveat=CAVEATS[family])
     return tok
 
+
+#: sha256 of every file shipped in vtbench/weights (checked on every load; `vtbench train` output must be
+#: pinned here before it ships)
+SHIPPED_SHA256 = {
+    "mini-bsq/config.json": "2bd87a37ba4fe33527449818f7706283853dba33ddd754cf9397ac1853280f9e",
+    "mini-bsq/model.safetensors": "9dd875b15a9133ec6cd2ea162e1e4a662722bb12b0b679448512cfb1be9b341e",
+    "mini-flextok/config.json": "45e31ed81f2b1dfd51aee7bddea5664ed170cbc904a991ce528d9fdc3dccc7db",
+    "mini-flextok/model.safetensors": "6aca37a7938b777653350f0422387c6d4e2195fe9f975d874338a854448dd396",
+    "mini-fqgan/config.json": "f13626ad88c7d0043370a9e2e69aa6b220ac3e2ce9485f1b539b458d470fc486",
+    "mini-fqgan/model.safetensors": "282ff365bb6f0bffaf2b4af8c5d0b07139f3b8cc09c072a9c650e1138744bd92",
+    "mini-fsq/config.json": "6bb6c64c49a32ca789b14e9591eecfde54bb3d4aec94d9a3d4ffde9b9d602e05",
+    "mini-fsq/model.safetensors": "d024d7d27e8a4d93a3a5e8ac18b7311ea76b97fe0a725fd6106f89947897b664",
+    "mini-infinity/config.json": "8001298e9054ce4550f83ecd5a8d9be80ac9f48ea7040c000b1ac26c26e8fb1b",
+    "mini-infinity/model.safetensors": "c6bf8a79dea27be3e313b4d5451d989d8daca04eb50b8e97fa2669156f4af143",
+    "mini-kl/config.json": "6594faba8f5a379a1ef6b7b4df9b81eca6fa84fc5a71cd8b6c9d5e76783e2edd",
+    "mini-kl/model.safetensors": "3313f70dcb27e339940fbcbd63bb87ce1184854b417d4ef037a87ca877f94757",
+    "mini-lfq/config.json": "0f1c75660235774e90d9328cd600a1421ca5fd4b43ee3bc2e9a45ba0d38fa974",
+    "mini-lfq/model.safetensors": "c6c72142890e0a881002d03b1c04113826e90405f1447edc10876e1e9f5a31ee",
+    "mini-titok/config.json": "85e3236da2de2935764e1650a6e7184310230cec8a6adca7edc2be7470ff29f8",
+    "mini-titok/model.safetensors": "1f81649059a909ad053118f93319eaf225f76325e170d9d0734e515f0f5d2f75",
+    "mini-tokenbridge/config.json": "8e4ba25b51e81d0ff2e7b8ee1c5102acd8167348a46665062fab8e338c611b40",
+    "mini-tokenbridge/model.safetensors": "f962f4c05171afbf5a4d85505cee9d3302bdc851fd0e1d8073559f31792cf18e",
+    "mini-var/config.json": "a99ea06ca0db9c0d8a74550829fe7da0ae28a6b471eaa96cede10c1150fb0df5",
+    "mini-var/model.safetensors": "4330b9a353cd711b0df150ddbe93308d93f6cc08e4bb9d7c28dbf739c5af0d72",
+    "mini-vq/config.json": "49f784db558095a32eb8bce8e53d2777741a2f470579b47cfd6aeb02fafa0ced",
+    "mini-vq/model.safetensors": "0aa981360bd80f8065db157fa129595485866cedacf0e338b725a5adb0a8eb0b",
+    "mini-vqgan-lc/config.json": "92bed9a8eaebdb916c00ad2f2484819e631ff2914eb6ed667990940e749c6ac8",
+    "mini-vqgan-lc/model.safetensors": "c0caa48d1988484cd170799610810bbd7474661cdf32b6a86192c225fa3c6d67",
+}
 
 for _family in FAMILIES:
     _register(_family)

@@ -195,7 +195,7 @@ class Mini1DTokenizer(Tokenizer):
             family=cfg.family, kind=quantizer.kind, resolution=cfg.resolution, downsample=cfg.patch_size,
             vocab_sizes=quantizer.vocab_sizes, tokens_per_image=n, spatial_dims=1, paper=cfg.paper,
             code="vtbench (vtbench/tokenizers/mini1d.py)", license="Apache-2.0", input_range="minus_one_one",
-            notes=notes, extra={"fixed_resolution": True, "ordered": cfg.ordered},
+            notes=notes, fixed_resolution=True, ordered=cfg.ordered,
         )
 
     @property
@@ -209,10 +209,7 @@ class Mini1DTokenizer(Tokenizer):
         return self.decoder(out.z_q, keep), out.loss
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.cfg.resolution
-        if tuple(x.shape[-2:]) != (r, r):
-            raise ValueError(f"mini-{self.cfg.family} is a fixed-resolution tokenizer: it encodes {r}x{r} images, "
-                             f"got {x.shape[-2]}x{x.shape[-1]}; evaluate with --resolution {r}")
+        self.check_size(*x.shape[-2:])
         return self.encoder(x, self.latent_tokens)
 
     def _tokens(self, codes: torch.Tensor) -> Tokens:
@@ -223,8 +220,9 @@ class Mini1DTokenizer(Tokenizer):
     def _encode(self, x):
         return self._tokens(self.quantize(self.latents(x)).codes)
 
-    def _perturb(self, x, alpha, delta, generator, **kwargs):
-        return self._tokens(self.quantize.perturb(self.latents(x), alpha, delta, generator, **kwargs))
+    def _perturb(self, x, alpha, delta, generator, scales):
+        return self._tokens(self.quantize.perturb(self.latents(x), alpha, delta, generator))
 
     def _decode(self, tokens):
-        return self.decoder(self.quantize.dequantize(tokens.scales[0]))
+        """Ordered tokenizers decode a common prefix, or per-sample prefixes (``tokens.lengths``)."""
+        return self.decoder(self.quantize.dequantize(tokens.scales[0]), tokens.lengths)

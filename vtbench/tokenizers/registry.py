@@ -1,26 +1,38 @@
-"""timm-style registry: `register_tokenizer`, `load_tokenizer("name[:weights]")`, `list_tokenizers()`."""
+"""timm-style registry: `register_tokenizer`, `load_tokenizer("name[:tag]")`, `create_tokenizer`, `list_tokenizers`.
+
+A spec is ``name`` (the entry's default weights) or ``name:tag``; the label a loaded tokenizer carries into
+results is written the same way (``name`` for the default weights, else ``name:tag``; a user's own file is
+``name:file-<sha256[:12]>``). Other installed packages add entries through the ``vtbench.tokenizers``
+entry-point group: each entry point names a module (importing it registers its entries) or a callable
+(called once).
+"""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from .base import Tokenizer
-from .weights import (NO_WEIGHTS, RANDOM_INIT, StateDictConverter, WeightSource, available_offline, load_strict,
-                      read_state_dict, resolve)
+from .weights import (NO_WEIGHTS, RANDOM_INIT, Checkpoint, LocalFile, StateDictConverter, WeightSource,
+                      available_offline, load_strict, read_state_dict, resolve, single_file)
+
+PLUGIN_GROUP = "vtbench.tokenizers"
 
 
 @dataclass(frozen=True)
 class TokenizerEntry:
     name: str
-    build: Callable[[], Tokenizer]
-    weights: dict[str, WeightSource]  # tag -> source; the first tag is the default
-    convert: StateDictConverter | None = None  # maps the file's state dict to the module's key names
+    build: Callable[..., Tokenizer]  # keyword arguments override the entry's config (random weights)
+    weights: dict[str, Checkpoint]  # tag -> checkpoint; the first tag is the default
     description: str = ""
+    plugin: str = ""  # the distribution that registered it, for entries from other packages
 
     @property
     def default_weights(self) -> str:
@@ -29,10 +41,10 @@ class TokenizerEntry:
     @property
     def test_only(self) -> bool:
         """Entries whose only weights are random: architecture fixtures, never leaderboard material."""
-        return all(src is RANDOM_INIT for src in self.weights.values())
+        return all(c.source is RANDOM_INIT for c in self.weights.values())
 
     def available_offline(self, tag: str | None = None) -> bool:
-        return available_offline(self.weights[tag or self.default_weights])
+        return all(available_offline(src) for src in self.weights[tag or self.default_weights].files.values())
 
 
 @dataclass(frozen=True)
@@ -41,31 +53,54 @@ class LoadedWeights:
 
     tag: str
     source: str
-    sha256: str | None = None
+    sha256: str | None = None  # one file: its hash; several: the hashes joined with '+', by role order
     path: str | None = None
-    extra: dict = field(default_factory=dict)
+    published: bool = True  # False: a user's own checkpoint (weights=PATH), not the entry's released file
 
 
 _REGISTRY: dict[str, TokenizerEntry] = {}
+_PLUGINS_LOADED = False
 
 
-def register_tokenizer(name: str, *, weights: dict[str, WeightSource], convert: StateDictConverter | None = None,
-                       description: str = ""):
-    """Decorator for a zero-argument factory that builds the (randomly initialised) module."""
+def register_tokenizer(name: str, *, weights: dict[str, WeightSource | Checkpoint],
+                       convert: StateDictConverter | None = None, description: str = "", plugin: str = ""):
+    """Decorator for a factory that builds the (randomly initialised) module from keyword overrides.
+
+    ``weights`` maps tags to a `Checkpoint`, or to a single source with ``convert`` as its one-file converter.
+    """
     if not weights:
         raise ValueError(f"{name}: an entry names at least one weights source")
+    tags = {tag: w if isinstance(w, Checkpoint) else
+            Checkpoint({"model": w}, single_file(convert) if convert is not None else None)
+            for tag, w in weights.items()}
 
-    def deco(factory: Callable[[], Tokenizer]):
+    def deco(factory: Callable[..., Tokenizer]):
         if name in _REGISTRY:
             raise ValueError(f"tokenizer {name!r} is registered twice")
-        _REGISTRY[name] = TokenizerEntry(name, factory, dict(weights), convert, description)
+        _REGISTRY[name] = TokenizerEntry(name, factory, tags, description, plugin)
         return factory
 
     return deco
 
 
+def _load_plugins() -> None:
+    """Import every ``vtbench.tokenizers`` entry point once; a broken plugin is reported, never fatal."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for ep in metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            obj = ep.load()
+            if callable(obj):
+                obj()
+        except Exception as e:  # a third party's bug must not take vtbench down
+            warnings.warn(f"tokenizer plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}")
+
+
 def list_tokenizers(pattern: str = "*", *, available_only: bool = False, include_test: bool = True) -> list[str]:
     """Registered names matching a glob; ``available_only`` keeps those loadable without network."""
+    _load_plugins()
     return sorted(
         name for name, e in _REGISTRY.items()
         if fnmatch.fnmatch(name, pattern)
@@ -75,6 +110,7 @@ def list_tokenizers(pattern: str = "*", *, available_only: bool = False, include
 
 
 def get_entry(name: str) -> TokenizerEntry:
+    _load_plugins()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -92,33 +128,65 @@ def parse_spec(spec: str) -> tuple[TokenizerEntry, str]:
     return entry, tag
 
 
-def load_tokenizer(spec: str, device: str | torch.device = "cpu") -> Tokenizer:
-    """Build a tokenizer and load its weights strictly; returns it in eval mode on ``device``.
+def create_tokenizer(name: str, **config) -> Tokenizer:
+    """The entry's architecture with random weights; keyword arguments override its config (timm's
+    ``create_model(pretrained=False, ...)``)."""
+    return get_entry(name).build(**config)
 
+
+def load_tokenizer(spec: str, device: str | torch.device = "cpu", *,
+                   weights: str | Path | dict[str, str | Path] | None = None) -> Tokenizer:
+    """Build a tokenizer, load its weights strictly and freeze it (eval mode, no gradients) on ``device``.
+
+    ``weights``: a path to your own checkpoint of the entry's architecture (a dict of role -> path for
+    entries of several files), read through the entry's converter and labelled as not the published file.
     Raises `WeightsUnavailable` when the weights are not on this machine and cannot be fetched.
     """
     entry, tag = parse_spec(spec)
-    src = entry.weights.get(tag, RANDOM_INIT)
+    checkpoint = entry.weights.get(tag, Checkpoint({"model": RANDOM_INIT}))
+    if weights is not None:
+        if ":" in spec:
+            raise ValueError(f"give either a weights tag ({spec}) or weights=PATH, not both")
+        checkpoint = _user_checkpoint(entry, checkpoint, weights)
+    src = checkpoint.source
     if src is RANDOM_INIT:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # random test models are the same on every load
             model = entry.build()
-    else:
+        record = LoadedWeights(tag, src.describe())
+    elif src is NO_WEIGHTS:
         model = entry.build()
-    if src is NO_WEIGHTS:
         if any(True for _ in model.parameters()):
             raise RuntimeError(f"{entry.name} has parameters but its entry declares no weights")
         record = LoadedWeights(tag, src.describe())
-    elif src is RANDOM_INIT:
-        record = LoadedWeights(tag, src.describe())
     else:
-        path, sha = resolve(src)
-        state = read_state_dict(path)
-        if entry.convert is not None:
-            state = entry.convert(state)
-        load_strict(model, state, str(path))
-        record = LoadedWeights(tag, src.describe(), sha, str(path))
+        model = entry.build()
+        resolved = {role: resolve(s) for role, s in checkpoint.files.items()}
+        origin = ", ".join(str(p) for p, _ in resolved.values())
+        state = checkpoint.state_dict({role: read_state_dict(p) for role, (p, _) in resolved.items()})
+        load_strict(model, state, origin)
+        sha = "+".join(h for _, h in resolved.values())
+        if weights is not None:
+            tag = f"file-{sha[:12]}"
+        record = LoadedWeights(tag, checkpoint.describe(), sha, origin, published=weights is None)
     model.loaded_weights = record
     model.registry_name = entry.name
-    model.label = entry.name if tag == entry.default_weights else f"{entry.name}@{tag}"
-    return model.eval().to(device)
+    model.label = entry.name if tag == entry.default_weights and weights is None else f"{entry.name}:{tag}"
+    return model.requires_grad_(False).eval().to(device)
+
+
+def _user_checkpoint(entry: TokenizerEntry, template: Checkpoint, weights) -> Checkpoint:
+    """The entry's default checkpoint with the user's file(s) in place of the published ones."""
+    paths = weights if isinstance(weights, dict) else {"model": weights}
+    roles = set(template.files)
+    if template.source in (NO_WEIGHTS,):
+        raise ValueError(f"{entry.name} has no weights to replace")
+    if template.source is RANDOM_INIT:
+        roles = {"model"}
+    if set(paths) != roles:
+        raise ValueError(f"{entry.name}'s weights are the files {sorted(roles)}; got {sorted(paths)}")
+    for p in paths.values():
+        if not Path(p).expanduser().is_file():
+            raise FileNotFoundError(f"weights file {p} does not exist")
+    convert = template.convert if template.source is not RANDOM_INIT else None
+    return Checkpoint({role: LocalFile(str(Path(p).expanduser())) for role, p in paths.items()}, convert)

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import os
 import socket
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from ..common import env_flag, sha256_file
 
 WEIGHTS_DIR_ENV = "VTBENCH_WEIGHTS_DIR"
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -75,6 +76,45 @@ class _Marker:
 NO_WEIGHTS = _Marker("none")
 RANDOM_INIT = _Marker("random")
 WeightSource = HubFile | PackageFile | LocalFile | _Marker
+
+StateDictConverter = Callable[[dict], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One weights tag of an entry: the file(s) it reads and how they become the module's state dict.
+
+    ``files`` maps a role to a source (``{"model": ...}`` for one file; FlexTok-style entries name a
+    tokenizer file and a VAE). ``convert`` takes ``{role: raw state}`` and returns the module's state dict;
+    without one, the file of role ``"model"`` is used as is and other roles are prefixed ``"<role>."``.
+    ``published`` holds the figures the authors report for these weights, with their source.
+    """
+
+    files: dict[str, WeightSource]
+    convert: Callable[[dict[str, dict]], dict[str, torch.Tensor]] | None = None
+    license: str = ""
+    published: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> WeightSource | None:
+        """The single source of a one-file tag (markers included), else None."""
+        return next(iter(self.files.values())) if len(self.files) == 1 else None
+
+    def describe(self) -> str:
+        return ", ".join(src.describe() for src in self.files.values())
+
+    def state_dict(self, states: dict[str, dict]) -> dict[str, torch.Tensor]:
+        if self.convert is not None:
+            return self.convert(states)
+        out = {}
+        for role, state in states.items():
+            out.update(state if role == "model" else {f"{role}.{k}": v for k, v in state.items()})
+        return out
+
+
+def single_file(convert: StateDictConverter) -> Callable[[dict[str, dict]], dict[str, torch.Tensor]]:
+    """A one-file converter as a `Checkpoint.convert`."""
+    return lambda states: convert(states["model"])
 
 
 # --- locating files ---------------------------------------------------------------------------------
@@ -153,15 +193,16 @@ def resolve(src: WeightSource) -> tuple[Path, str]:
     expected = getattr(src, "sha256", None)
     actual = sha256_file(path)
     if expected and actual != expected:
-        raise WeightsUnavailable(
-            f"sha256 mismatch for {path} ({src.describe()}): expected {expected}, got {actual}; "
-            "the file is corrupt or a different version"
-        )
+        fix = ("the installed file is corrupt or was changed: reinstall vtbench (pip install --force-reinstall "
+               "--no-deps vtbench, or `git checkout` it in a source checkout)" if isinstance(src, PackageFile)
+               else "the file is corrupt or a different version")
+        raise WeightsUnavailable(f"sha256 mismatch for {path} ({src.describe()}): expected {expected}, "
+                                 f"got {actual}; {fix}")
     return path, actual
 
 
 def _download(src: HubFile) -> Path:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if env_flag("HF_HUB_OFFLINE"):
         raise WeightsUnavailable(_missing_message(src, "not on disk and HF_HUB_OFFLINE is set"))
     try:
         from huggingface_hub import hf_hub_download
@@ -188,24 +229,20 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --- reading and strict loading ---------------------------------------------------------------------
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file, or from a pickle loaded with ``weights_only=True``."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Tensors from a safetensors file, or from a pickle loaded with ``weights_only=True`` (never code)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    # training checkpoints often pickle their argparse namespace beside the weights
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        # training checkpoints often pickle their argparse namespace beside the weights
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors and pickle report a damaged file through many exception types
+        raise WeightsUnavailable(f"cannot read weights {path}: {type(e).__name__}: {e}") from None
 
 
 def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], origin: str) -> None:
@@ -226,6 +263,3 @@ def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], ori
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if items]
         raise RuntimeError(f"weights from {origin} do not fit {type(model).__name__}:\n  " + "\n  ".join(parts))
     model.load_state_dict(state_dict, strict=True)
-
-
-StateDictConverter = Callable[[dict], dict[str, torch.Tensor]]

@@ -25,8 +25,10 @@ def load(results: Path) -> dict[str, dict]:
     """name -> {bpp, family, per_image: {id: metrics}} for every reconstruction result under ``results``."""
     runs = {}
     for r in load_results(results):
-        if r["task"] != "reconstruction":
-            continue
+        d = r["dataset"]
+        native = d["resolution"] == r["tokenizer"]["resolution"]
+        if r["task"] != "reconstruction" or d.get("limit") is not None or not native:
+            continue  # the full sample set at the native resolution: --limit and --resolution runs sit beside it
         lines = (results / r["_path"]).with_name(r["per_image"]).read_text().splitlines()
         runs[r["tokenizer"]["name"]] = {
             "bpp": r["metrics"]["bits_per_pixel"]["value"], "family": r["tokenizer"]["family"],

@@ -193,7 +193,7 @@ def test_per_sample_lengths_decode_each_prefix():
         tokens = tok.encode(x)
         mixed = tok.decode(tokens.with_lengths([1, 16, 128]))
         for b, k in enumerate((1, 16, 128)):
-            alone = tok.decode(tokens[b:b + 1].map(lambda s: s[:, :k]))
+            alone = tok.decode(tokens[b:b + 1].map(lambda s, k=k: s[:, :k]))
             assert torch.allclose(mixed[b:b + 1], alone, atol=1e-5)
         seq = tokens.flat()
         again = tok.unflat(seq, lengths=[1, 16, 128])
@@ -354,3 +354,29 @@ def test_bits_per_image_of_a_layout():
     lay = load_tokenizer("mini-var").layout(64)
     assert lay.seq_len == sum(h * w for h, w in lay.scale_shapes)
     assert lay.bits_per_image == pytest.approx(lay.seq_len * math.log2(4096))
+
+
+def test_a_weights_tag_of_several_files_loads_them_all(tmp_path):
+    """FlexTok-style entries name several files per tag; without a converter each role is a key prefix."""
+    from vtbench.tokenizers import Checkpoint, register_tokenizer
+    from vtbench.tokenizers.llamagen import TINY_VQ, LlamaGenVQ
+    from vtbench.tokenizers.weights import LocalFile
+
+    ref = load_tokenizer("llamagen-vq-tiny")
+    state = ref.state_dict()
+    save_file({k: v for k, v in state.items() if not k.startswith("decoder.")}, str(tmp_path / "model.safetensors"))
+    save_file({k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")},
+              str(tmp_path / "decoder.safetensors"))
+    files = {"model": LocalFile(str(tmp_path / "model.safetensors")),
+             "decoder": LocalFile(str(tmp_path / "decoder.safetensors"))}
+    register_tokenizer("tmp-two-files", weights={"split": Checkpoint(files)})(lambda: LlamaGenVQ(TINY_VQ))
+    try:
+        tok = load_tokenizer("tmp-two-files")
+        assert tok.loaded_weights.sha256.count("+") == 1
+        x = _photos(1, 64)
+        assert torch.equal(tok.reconstruct(x), ref.reconstruct(x))
+        (tmp_path / "decoder.safetensors").unlink()
+        with pytest.raises(vtbench.WeightsUnavailable, match="decoder.safetensors"):
+            load_tokenizer("tmp-two-files")
+    finally:
+        _REGISTRY.pop("tmp-two-files", None)

@@ -3,8 +3,15 @@ import pytest
 import torch
 from PIL import Image
 
-from vtbench.bench.datasets import (BuiltinDataset, DatasetUnavailable, FolderDataset, Fingerprint, batches,
-                                    get_dataset, to_square)
+from vtbench.bench.datasets import (
+    BuiltinDataset,
+    DatasetUnavailable,
+    Fingerprint,
+    FolderDataset,
+    batches,
+    get_dataset,
+    to_square,
+)
 
 
 def _fingerprint(subset, resolution=64):
@@ -87,3 +94,50 @@ def test_unknown_dataset_and_offline_hub_dataset_fail_clearly(monkeypatch):
     ds = get_dataset("vtbench-task1-imagenet")
     with pytest.raises(DatasetUnavailable, match="cannot be reached"):
         ds.samples("photos")
+
+
+def test_a_sidecar_that_is_not_utf8_drops_only_that_ground_truth(tmp_path):
+    for name in ("a", "b"):
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "a.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "b.txt").write_text("\ufeffgood text\n", encoding="utf-8")  # a BOM is still UTF-8
+    ds = FolderDataset(tmp_path)
+    [skip] = ds.skipped()
+    assert skip.id == "a.txt"
+    assert "not UTF-8 (byte 0xe9 at offset 3)" in skip.reason and "a.png is evaluated without it" in skip.reason
+    batch = next(batches(ds.samples("text"), 16, 4, []))
+    assert batch.ids == ["a.png", "b.png"]  # the image itself is still evaluated
+    assert "text" not in batch.meta[0] and batch.meta[1]["text"] == "good text"
+
+
+def test_symlink_loops_and_dangling_links_are_listed_as_skipped(tmp_path):
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(root / "sub" / "img.png")
+    (root / "sub" / "back").symlink_to(root, target_is_directory=True)  # a loop through a folder
+    (root / "again").symlink_to(root / "sub", target_is_directory=True)  # a second way to one folder
+    (root / "gone.png").symlink_to(tmp_path / "missing.png")
+    (root / "self.png").symlink_to(root / "self.png")
+    (root / "ping.png").symlink_to(root / "pong.png")
+    (root / "pong.png").symlink_to(root / "ping.png")
+    ds = FolderDataset(root)
+    assert [s.id for s in ds.samples("photos")] == ["again/img.png"]  # walked once, through the first name
+    reasons = {s.id: s.reason for s in ds.skipped()}
+    assert reasons == {
+        "again/back/": "symlink loop: leads back to the dataset root",
+        "gone.png": f"dangling symlink: its target {tmp_path / 'missing.png'} does not exist",
+        "ping.png": "symlink loop: the link leads back to itself",
+        "pong.png": "symlink loop: the link leads back to itself",
+        "self.png": "symlink loop: the link leads back to itself",
+        "sub/": "the same folder as again/, which is walked instead",
+    }
+
+
+def test_only_unreadable_user_files_are_skipped_not_errors_in_vtbench_code():
+    from vtbench.bench.datasets import Sample
+
+    def bug(resolution):
+        raise ValueError("a bug in a builtin generator")
+
+    with pytest.raises(ValueError, match="a bug in a builtin generator"):
+        list(batches([Sample("detail/x", bug)], 16, 1, []))

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
+from skimage import metrics
 
 from vtbench.bench.datasets import BuiltinDataset, batches
-from vtbench.bench.metrics import PSNR, SSIM, EvalBatch, TokenStats
+from vtbench.bench.metrics import PSNR, SSIM, EvalBatch
 from vtbench.tokenizers import Tokens
-
-metrics = pytest.importorskip("skimage.metrics")
 
 
 @pytest.fixture(scope="module")
@@ -76,26 +75,3 @@ def test_mean_metric_accumulates_over_batches(photos):
     assert v.count == len(photos)
     assert v.value == pytest.approx(float(PSNR().per_image(photos, rec).mean()))
 
-
-def test_token_stats_usage_entropy_and_bpp():
-    stats = TokenStats()
-    idx = torch.tensor([[[0, 1], [2, 3]], [[0, 0], [0, 0]]])  # 8 tokens, vocab 8: codes 0..3 used
-    tokens = Tokens.from_indices(idx, "index", (8,))
-    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    stats.update(EvalBatch(["a", "b"], images, images, tokens, [], 0.0, 0.0))
-    out = stats.compute()
-    assert out["codebook_usage"].value == pytest.approx(4 / 8)
-    p = np.array([5, 1, 1, 1]) / 8
-    assert out["token_entropy"].value == pytest.approx(float(-(p * np.log2(p)).sum()))
-    assert out["bits_per_pixel"].value == pytest.approx(4 * 3 / (32 * 32))
-
-
-def test_token_stats_per_component_for_factorized_codes():
-    stats = TokenStats()
-    codes = torch.tensor([[[[0, 0], [1, 0]]]])  # (B=1, h=1, w=2, K=2), vocab (2, 4)
-    tokens = Tokens((codes,), "factorized", (2, 4))
-    images = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
-    stats.update(EvalBatch(["a"], images, images, tokens, [], 0.0, 0.0))
-    out = stats.compute()
-    assert out["codebook_usage"].value == pytest.approx((2 / 2 + 1 / 4) / 2)
-    assert out["token_entropy"].value == pytest.approx((1.0 + 0.0) / 2)

@@ -3,8 +3,19 @@
 import pytest
 import torch
 
-from vtbench.quantizers import (BSQ, FSQ, LFQ, DiagonalGaussian, DimensionWiseQuantizer, FactorizedQuantizer,
-                                FrozenCodebookVQ, MultiScaleBSQ, MultiScaleResidualVQ, VectorQuantizer, scale_sides)
+from vtbench.quantizers import (
+    BSQ,
+    FSQ,
+    LFQ,
+    DiagonalGaussian,
+    DimensionWiseQuantizer,
+    FactorizedQuantizer,
+    FrozenCodebookVQ,
+    MultiScaleBSQ,
+    MultiScaleResidualVQ,
+    VectorQuantizer,
+    scale_sides,
+)
 from vtbench.tokenizers import Tokens
 
 C = 8
@@ -112,7 +123,8 @@ def test_multiscale_schedules():
     assert scale_sides(16, MultiScaleResidualVQ(C, 8).schedule) == [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
     assert scale_sides(64, MultiScaleBSQ(C).schedule) == [1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64]
     out = MultiScaleResidualVQ(C, 32).eval()(torch.randn(1, C, 8, 8))
-    assert [c.shape[-1] for c in out.codes] == out.stats["scale_sides"] == scale_sides(8, MultiScaleResidualVQ(C, 8).schedule)
+    sides = scale_sides(8, MultiScaleResidualVQ(C, 8).schedule)
+    assert [c.shape[-1] for c in out.codes] == out.stats["scale_sides"] == sides
     with pytest.raises(ValueError, match="square"):
         MultiScaleResidualVQ(C, 32)(torch.randn(1, C, 8, 4))
 

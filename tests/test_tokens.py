@@ -105,7 +105,7 @@ def test_every_layout_round_trips_through_indices(layout):
         assert torch.equal(tok.decode_indices(idx), y)
     else:
         with pytest.raises(TypeError):
-            tokens.indices
+            _ = tokens.indices
         assert tokens.latents.shape == (3, 3, 4, 4)
 
 

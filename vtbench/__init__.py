@@ -2,9 +2,19 @@
 
 __version__ = "0.2.0"
 
-from .tokenizers import (Tokenizer, TokenizerInfo, TokenLayout, Tokens, WeightsUnavailable,  # noqa: E402
-                         create_tokenizer, from_pretrained, list_tokenizers, load_tokenizer, register_tokenizer,
-                         save_pretrained)
+from .tokenizers import (  # noqa: E402
+                         Tokenizer,
+                         TokenizerInfo,
+                         TokenLayout,
+                         Tokens,
+                         WeightsUnavailable,
+                         create_tokenizer,
+                         from_pretrained,
+                         list_tokenizers,
+                         load_tokenizer,
+                         register_tokenizer,
+                         save_pretrained,
+)
 
 __all__ = ["__version__", "Tokenizer", "TokenizerInfo", "TokenLayout", "Tokens", "WeightsUnavailable",
            "create_tokenizer", "from_pretrained", "list_tokenizers", "load_tokenizer", "register_tokenizer",

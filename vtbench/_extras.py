@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from .errors import VtbenchError
 
-class MissingExtra(ImportError):
+
+class MissingExtra(VtbenchError, ImportError):
     """An optional dependency is not installed."""
 
 

@@ -1,12 +1,87 @@
-"""`vtbench list | run | weights | train | leaderboard`."""
+"""`vtbench list | run | weights | train | leaderboard`.
+
+Every option is checked while the arguments are parsed (a usage error naming the option and its allowed
+values, exit 2), before any model loads. vtbench's own errors print one line (`vtbench: error: ...`,
+exit 2), anything else is a bug and prints its traceback; ``--debug`` prints the traceback for all.
+Ctrl-C stops with one line saying what was kept (exit 130).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
+
+MAX_RESOLUTION = 4096
+
+
+def _integer(low: int, high: int | None = None, multiple: int = 1):
+    """argparse ``type=``: an integer in [low, high] that is a multiple of ``multiple``."""
+    allowed = (f"a multiple of {multiple} " if multiple > 1 else "an integer ") + (
+        f"from {low} to {high}" if high is not None else f">= {low}")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high) or value % multiple:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+        return value
+
+    return parse
+
+
+def _alphas(text: str) -> tuple[float, ...]:
+    """argparse ``type=`` of --alpha: comma-separated fractions in [0, 1)."""
+    try:
+        values = tuple(float(a) for a in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0 <= a < 1 for a in values):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be comma-separated fractions in [0, 1), got {text!r}")
+    return values
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """argparse ``type=`` of --device: auto, or a torch device that exists on this machine."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N, mps, ..., got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: there is no CUDA device here (use auto or cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}")
+    return text
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"must be a checkpoint file, and there is no file {text}")
+    return path
+
 
 def _cmd_list(args) -> int:
     from .bench import datasets
@@ -30,7 +105,8 @@ def _cmd_list(args) -> int:
     elif what == "metrics":
         _print_table(("name", "description"), [(n, m.description) for n, m in METRICS.items()])
     elif what == "tasks":
-        _print_table(("name", "builtin subset", "description"), [(t.name, t.subset, t.description) for t in TASKS.values()])
+        rows = [(t.name, t.subset, t.description) for t in TASKS.values()]
+        _print_table(("name", "builtin subset", "description"), rows)
     return 0
 
 
@@ -46,6 +122,7 @@ def _cmd_run(args) -> int:
     from .bench.runner import RunConfig, evaluate, pick_device
     from .bench.tasks import get_task
     from .tokenizers import WeightsUnavailable, list_tokenizers, load_tokenizer
+    from .tokenizers.registry import parse_spec
 
     dataset = get_dataset(args.dataset)
     if args.no_fetch:
@@ -57,22 +134,23 @@ def _cmd_run(args) -> int:
     else:
         specs = list_tokenizers(available_only=True, include_test=False)
         print(f"no --tokenizer given: running every tokenizer whose weights are on this machine: {', '.join(specs)}")
+    for spec in specs:  # every name is checked before the first model loads
+        parse_spec(spec)
     cfg = RunConfig(batch_size=args.batch_size, limit=args.limit, seed=args.seed, resolution=args.resolution,
-                    save_images=args.save_images, overwrite=args.overwrite, delta=args.delta,
-                    alpha=tuple(float(a) for a in args.alpha.split(",")))
+                    save_images=args.save_images, overwrite=args.overwrite, delta=args.delta, alpha=args.alpha)
     out = Path(args.out)
     failures = 0
     for spec in specs:
         try:
-            tok = load_tokenizer(spec, device=device)
+            tok = load_tokenizer(spec, device=device, weights=args.weights)
         except WeightsUnavailable as e:
             print(f"[{spec}] skipped: {e}", file=sys.stderr)
             failures += 1
             continue
-        native = tok.info.resolution
-        if tok.info.extra.get("fixed_resolution") and args.resolution not in (None, native):
-            print(f"[{spec}] skipped: it encodes {native}x{native} images only (asked for --resolution "
-                  f"{args.resolution})", file=sys.stderr)
+        try:
+            tok.layout(args.resolution)  # None: the native resolution
+        except ValueError as e:
+            print(f"[{spec}] skipped: {e}", file=sys.stderr)
             failures += 1
             continue
         for task in tasks:
@@ -116,7 +194,7 @@ def _cmd_weights(args) -> int:
         w = mw.WEIGHTS[n]
         ok, where = w.status()
         rows.append((n, "found" if ok else "missing", w.used_by, f"{w.package}=={w.version}",
-                     f"sha256 {w.member_sha256[:16]}...", where))
+                     f"sha256 {w.sha256[:16]}...", where))
     print(f"cache: {mw.cache_dir()} (set ${mw.CACHE_ENV} to move it)")
     _print_table(("name", "status", "used by", "source package", "expected", "location"), rows)
     return 0
@@ -138,16 +216,21 @@ def _cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     from .bench.runner import pick_device
 
-    out = train(name[len("mini-"):], Path(args.out or f"runs/train/{name}"), cfg, progress=not args.quiet,
+    out = train(name[len("mini-"):], _train_out(args), cfg, progress=not args.quiet,
                 device=pick_device(args.device))
     print(f"trained {name}: {out}/model.safetensors, {out}/config.json")
     return 0
 
 
+def _train_out(args) -> Path:
+    return Path(args.out or f"runs/train/{args.tokenizer}")
+
+
 def _cmd_leaderboard(args) -> int:
     from .bench import leaderboard
 
-    paths = leaderboard.write(Path(args.results), Path(args.out))
+    results = Path(args.results)
+    paths = leaderboard.write(results, Path(args.out) if args.out else results / "leaderboards")
     for p in paths:
         print(p)
     return 0
@@ -158,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="vtbench", description="Visual tokenizer zoo and benchmark.")
     p.add_argument("--version", action="version", version=f"vtbench {__version__}")
+    p.add_argument("--debug", action="store_true", help="print the traceback of every error, not only of bugs")
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list tokenizers, datasets, metrics or tasks")
@@ -168,21 +252,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tokenizer", help="name[:weights], comma-separated; default: all with weights on this machine")
     run.add_argument("--dataset", default="builtin", help="builtin, a folder of images, or a manifest name/path")
     run.add_argument("--tasks", help="comma-separated task names (default: the dataset's own list)")
-    run.add_argument("--batch-size", type=int, default=16)
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    run.add_argument("--limit", type=int, help="evaluate only the first N images of each task")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--resolution", type=int, help="evaluation resolution (default: the tokenizer's native one)")
+    run.add_argument("--weights", type=_existing_file, metavar="PATH",
+                     help="your own checkpoint of the --tokenizer entry's architecture (one --tokenizer only)")
+    run.add_argument("--batch-size", type=_integer(1), default=16, help="images per batch (>= 1; default 16)")
+    run.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--limit", type=_integer(1), help="evaluate only the first N images of each task")
+    run.add_argument("--seed", type=_integer(0), default=0, help="random seed (>= 0)")
+    run.add_argument("--resolution", type=_integer(8, MAX_RESOLUTION, multiple=8),
+                     help=f"evaluation resolution, a multiple of 8 up to {MAX_RESOLUTION} (default: the tokenizer's "
+                          "native one)")
     run.add_argument("--out", default="runs", help="results folder (default: ./runs)")
     run.add_argument("--leaderboard", help="where the leaderboard goes (default: <out>/leaderboards)")
-    run.add_argument("--save-images", type=int, default=0, metavar="N", help="save the first N reconstructions as PNG")
+    run.add_argument("--save-images", type=_integer(0), default=0, metavar="N",
+                     help="save the first N reconstructions as PNG")
     run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 
-    run.add_argument("--alpha", default="0,0.05,0.1,0.2,0.3",
-                     help="pFID: fraction(s) of tokens perturbed, comma-separated (headline at 0.1)")
-    run.add_argument("--delta", type=int, default=100, help="pFID: neighbourhood size (capped at the vocabulary)")
+    run.add_argument("--alpha", type=_alphas, default=(0.0, 0.05, 0.1, 0.2, 0.3),
+                     help="pFID: fraction(s) of tokens perturbed, comma-separated, each in [0, 1) (headline at 0.1)")
+    run.add_argument("--delta", type=_integer(2), default=100,
+                     help="pFID: neighbourhood size, >= 2 (capped at the vocabulary)")
     run.add_argument("--no-fetch", action="store_true",
                      help="never download metric weights; metrics without them are reported unavailable")
 
@@ -193,33 +283,67 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a mini-zoo tokenizer (resumable)")
     tr.add_argument("--tokenizer", required=True, help="mini-<family>, e.g. mini-vq")
-    tr.add_argument("--steps", type=int, help="optimizer steps (default: 6000, the shipped 2D minis' budget)")
-    tr.add_argument("--batch-size", dest="batch_size", type=int)
-    tr.add_argument("--crop", type=int, help="training crop size (default: 64 for the conv families; the 1D ViTs train at their fixed 256)")
-    tr.add_argument("--lr", type=float)
-    tr.add_argument("--seed", type=int)
+    tr.add_argument("--steps", type=_integer(1), help="optimizer steps (default: 6000, the shipped 2D minis' budget)")
+    tr.add_argument("--batch-size", dest="batch_size", type=_integer(1))
+    tr.add_argument("--crop", type=_integer(32, 1024, multiple=8),
+                    help="training crop size, a multiple of 8 from 32 to 1024 (default: 64 for the conv families; "
+                         "the 1D ViTs train at their fixed 256)")
+    tr.add_argument("--lr", type=_learning_rate)
+    tr.add_argument("--seed", type=_integer(0))
     tr.add_argument("--manifest", help="training data manifest (default: mini-train)")
     tr.add_argument("--precision", choices=("fp32", "bf16"),
                     help="bf16: autocast to bfloat16 (1.7-2x faster on CPUs with AMX; default fp32)")
-    tr.add_argument("--threads", type=int, help="torch CPU threads")
-    tr.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+    tr.add_argument("--threads", type=_integer(1), help="torch CPU threads")
+    tr.add_argument("--device", type=_device, default="auto",
+                    help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     tr.add_argument("--out", help="output folder (default: runs/train/<tokenizer>)")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=_cmd_train)
 
     lb = sub.add_parser("leaderboard", help="make markdown leaderboards from result files")
     lb.add_argument("--results", default="runs", help="folder of result files")
-    lb.add_argument("--out", default="leaderboards", help="where the markdown goes")
+    lb.add_argument("--out", help="where the markdown goes (default: <results>/leaderboards; the repository's "
+                                   "committed tables are rebuilt only with --out leaderboards)")
     lb.set_defaults(func=_cmd_leaderboard)
     return p
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe the user's input or machine: printed as one line. Anything else is a bug."""
+    from ._extras import MissingExtra
+    from .bench.metric_weights import MetricWeightsUnavailable
+    from .errors import VtbenchError
+    from .tokenizers.weights import WeightsUnavailable
+
+    return VtbenchError, WeightsUnavailable, MetricWeightsUnavailable, MissingExtra, KeyError, ValueError, OSError
+
+
+def _kept(args) -> str:
+    """What an interrupted command leaves behind."""
+    if args.command == "run":
+        return f"the results of finished tasks are kept in {args.out}/; the same command resumes after them"
+    if args.command == "train":
+        return f"the last checkpoint is kept in {_train_out(args)}/; the same command resumes from it"
+    return "no file is left half-written"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "weights", None) and (not args.tokenizer or "," in args.tokenizer):
+        parser.error("argument --weights: needs exactly one --tokenizer, the entry whose architecture the "
+                     "checkpoint has")
     warnings.formatwarning = lambda message, *_args, **_kw: f"vtbench: warning: {message}\n"
     try:
         return args.func(args)
-    except (KeyError, ValueError, RuntimeError, ImportError, OSError) as e:  # DatasetUnavailable is a RuntimeError
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print(f"vtbench: interrupted: {_kept(args)}", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        if args.debug:
+            traceback.print_exc()
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"vtbench: error: {msg}", file=sys.stderr)
         return 2

@@ -3,15 +3,20 @@
 Loss: L1 + LPIPS (AlexNet, the metric's own network) + the quantizer's own loss. Adam, linear warm-up,
 cosine decay. Codes no encoder output has chosen for a while are re-seeded on recent encoder outputs.
 A checkpoint is written every ``checkpoint_every`` steps; running the same command again resumes from it.
+Checkpoints are read with torch's ``weights_only`` loader (tensors and plain data only), so a crafted
+file placed as ``checkpoint.pt`` cannot run code; it is refused with `CheckpointError`.
 The result is ``model.safetensors`` (float16) and ``config.json`` (model config, recipe, data manifest
 and its hash, seed, final losses, wall time, machine).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import pickle
 import platform
+import re
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
@@ -24,10 +29,17 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .bench.networks import lpips_network
-from .bench.results import write_atomic
+from .common import write_atomic
+from .errors import VtbenchError
 from .tokenizers.base import Tokenizer
 from .tokenizers.mini import FAMILIES, Mini1DConfig, build, weights_dir
 from .training_data import TrainingImages
+
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "history", "torch_rng", "data_rng")  # and "runs" (not in older ones)
+
+
+class CheckpointError(VtbenchError):
+    """``<out>/checkpoint.pt`` is not a checkpoint this trainer wrote."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,7 @@ def save_model(model: Tokenizer, out: Path, record: dict) -> None:
 
     state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ".model.tmp").write_bytes(save(state))
-    (out / ".model.tmp").replace(out / "model.safetensors")
+    write_atomic(out / "model.safetensors", save(state))
     write_atomic(out / "config.json", json.dumps({"model": asdict(model.cfg), **record}, indent=2) + "\n")
 
 
@@ -103,6 +113,8 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
         raise KeyError(f"unknown mini family {family!r}; families: {', '.join(FAMILIES)}")
     mcfg = FAMILIES[family]
     cfg = replace(cfg, crop=_crop(mcfg, cfg.crop))
+    ckpt_path = out / "checkpoint.pt"
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None  # before the slow data loading
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     data = TrainingImages(cfg.manifest, seed=cfg.seed, synthetic=cfg.synthetic)
@@ -117,10 +129,8 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
     device = torch.device(device)
     model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99))
-    ckpt_path = out / "checkpoint.pt"
     step, history, runs = 0, [], []
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, history, runs = ckpt["step"], ckpt["history"], ckpt.get("runs", [])  # older checkpoints: none
@@ -150,7 +160,7 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
         bar.set_postfix(l1=f"{l1.item():.3f}", lpips=f"{lp.item():.3f}", q=f"{q_loss.item():.3f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             runs[-1].update(to_step=step, wall_s=round(time.perf_counter() - started, 1))
-            _checkpoint(ckpt_path, model, opt, step, history, runs, data)
+            save_checkpoint(ckpt_path, model, opt, step, history, runs, data)
     bar.close()
     final = {k: float(np.mean([r[k] for r in recent])) for k in ("loss", "l1", "lpips", "quant")}
     record = _record(cfg, data, final, started, history, device)
@@ -197,16 +207,35 @@ def _post_training(model, data, cfg, out, started) -> Path:
     return out
 
 
-def _checkpoint(path: Path, model, opt, step, history, runs, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".checkpoint.tmp")
+def save_checkpoint(path: Path, model, opt, step, history, runs, data) -> None:
+    """Everything a resumed run needs (tensors and plain data only), written atomically."""
+    buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
-                "runs": runs, "torch_rng": torch.get_rng_state(), "data_rng": data.rng.bit_generator.state}, tmp)
-    tmp.replace(path)
+                "runs": runs, "torch_rng": torch.get_rng_state(), "data_rng": data.rng.bit_generator.state}, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint `save_checkpoint` wrote, unpickled with ``weights_only=True``: tensors, dicts, lists,
+    numbers and strings are all it holds, and nothing else is accepted (so nothing else can run)."""
+    fix = "delete it (or pass another --out) to train from the start"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        call = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if call:
+            raise CheckpointError(f"{path} asks to call {call.group(1)} when loaded, which no checkpoint of "
+                                  f"vtbench's trainer does; it was not loaded: {fix}") from None
+        raise CheckpointError(f"{path} cannot be read as a training checkpoint (damaged, truncated or another "
+                              f"format): {fix}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is not a training checkpoint (no {', '.join(missing)}): {fix}")
+    return ckpt
 
 
 def _record(cfg: TrainConfig, data: TrainingImages, final: dict, started: float, history: list,
-            device: torch.device = torch.device("cpu")) -> dict:
+            device: torch.device | str = "cpu") -> dict:
     return {
         "train": asdict(cfg),
         "data": data.describe(),

@@ -10,7 +10,6 @@ wallpaper kept. None of the builtin evaluation images (scikit-image's) are in it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -22,6 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .bench import builtin
 from .bench.datasets import IMAGE_SUFFIXES, find_manifest
+from .bench.image_files import read_image
+from .common import sha256_file, write_atomic
 
 PACKAGES = {"plasma-workspace-wallpapers": "/usr/share/wallpapers", "mate-backgrounds": "/usr/share/backgrounds/mate"}
 SHORT_SIDE = 512  # photographs are kept in memory at this short side; crops then span 1/8 to 1/2 of it
@@ -30,8 +31,13 @@ MIX = {"photo": 0.7, "text": 0.15, "procedural": 0.15}
 
 
 def _package_version(name: str) -> str:
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True)
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True, check=False)
     return out.stdout.strip() or "not installed"
+
+
+def _pixels(path: Path) -> int:
+    with Image.open(path) as im:
+        return im.size[0] * im.size[1]
 
 
 def build_manifest(path: Path) -> dict:
@@ -46,8 +52,8 @@ def build_manifest(path: Path) -> dict:
                 groups.setdefault(key, []).append(p)
         seen = set()
         for group in groups.values():
-            best = max(group, key=lambda p: (Image.open(p).size[0] * Image.open(p).size[1], p.stat().st_size))
-            digest = hashlib.sha256(best.read_bytes()).hexdigest()
+            best = max(group, key=lambda p: (_pixels(p), p.stat().st_size))
+            digest = sha256_file(best)
             if digest not in seen:
                 seen.add(digest)
                 files.append({"path": str(best), "sha256": digest, "package": package})
@@ -60,7 +66,7 @@ def build_manifest(path: Path) -> dict:
         "install": "apt-get install " + " ".join(PACKAGES),
         "files": files,
     }
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -93,7 +99,8 @@ def _procedural_image(rng: np.random.Generator, side: int = 256) -> Image.Image:
     if kind == 1:
         colours = tuple(tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(2))
         return builtin.checkerboard(side, int(rng.integers(1, 9)), colours)
-    return builtin.noise_texture(side, int(rng.integers(SYNTHETIC_SEED, 2 * SYNTHETIC_SEED)), float(rng.uniform(0, 1.5)))
+    seed = int(rng.integers(SYNTHETIC_SEED, 2 * SYNTHETIC_SEED))
+    return builtin.noise_texture(side, seed, float(rng.uniform(0, 1.5)))
 
 
 class TrainingImages:
@@ -104,7 +111,7 @@ class TrainingImages:
         if path is None:
             raise FileNotFoundError(f"no training manifest {manifest!r} in data_manifests/")
         self.manifest = json.loads(path.read_text())
-        self.manifest_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.manifest_sha256 = sha256_file(path)
         self.photos = [self._load(f) for f in self.manifest["files"]]
         gen = np.random.default_rng(SYNTHETIC_SEED + seed)
         self.text = [_fit_short_side(_text_image(gen), 256) for _ in range(synthetic)]
@@ -115,10 +122,9 @@ class TrainingImages:
         p = Path(entry["path"])
         if not p.is_file():
             raise FileNotFoundError(f"training image {p} is missing: {self.manifest.get('install', '')}")
-        data = p.read_bytes()
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if sha256_file(p) != entry["sha256"]:
             raise ValueError(f"training image {p} differs from the manifest (sha256); package version changed?")
-        return _fit_short_side(Image.open(p), SHORT_SIDE)
+        return _fit_short_side(read_image(p)[0], SHORT_SIDE)
 
     def describe(self) -> dict:
         return {"manifest": self.manifest["name"], "manifest_sha256": self.manifest_sha256,

@@ -3,14 +3,17 @@
 Every dataset yields `Sample`s whose ``load(resolution)`` returns a PIL image (procedural images render
 at the requested resolution; files are read as they are). `batches` turns samples into uint8 tensors
 at the evaluation resolution (short side resized with antialiasing, centre crop), decodes in worker
-threads, and reports and skips files that fail to load instead of stopping the run.
+threads, and reports and skips users' files that cannot be read or decoded instead of stopping the run
+(`vtbench.bench.image_files` converts them to RGB); an error in the builtin set's own code stops it.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -23,14 +26,17 @@ import torch
 from PIL import Image
 
 from .._extras import require
+from ..common import env_flag, sha256_bytes
+from ..errors import VtbenchError
 from . import builtin
+from .image_files import UnreadableImage, decoded, read_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 MANIFEST_DIRS = (Path(__file__).resolve().parents[2] / "data_manifests",
                  Path(sys.prefix) / "share" / "vtbench" / "data_manifests")
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(VtbenchError, RuntimeError):
     """The dataset cannot be read here (missing files, no network for a hub dataset)."""
 
 
@@ -91,17 +97,80 @@ def _text_image(resolution: int, index: int) -> Image.Image:
 
 
 # --- local folders --------------------------------------------------------------------------------
-def _open_image(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float64)
-            im = Image.fromarray(np.clip(arr / max(arr.max(), 1) * 255, 0, 255).astype(np.uint8))
-        return im.convert("RGB")
+def walk(root: Path) -> tuple[list[Path], list[Skipped]]:
+    """Regular files below ``root`` (sorted; symlinks followed, each folder walked once) and every entry
+    seen that is not one: dangling symlinks, symlink loops, unreadable folders, devices, sockets, pipes."""
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    walked = {root.resolve(): root}
+
+    def rel(path: Path, folder: bool = False) -> str:
+        return str(path.relative_to(root)) + ("/" if folder else "")
+
+    def visit(folder: Path) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            skipped.append(Skipped(rel(folder, True), f"folder cannot be listed: {e.strerror or e}"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                mode = entry.stat().st_mode  # follows symlinks
+            except OSError as e:
+                skipped.append(Skipped(rel(path), _unreachable(path, e)))
+                continue
+            if stat.S_ISDIR(mode):
+                real = path.resolve()
+                if real in walked:
+                    first = walked[real]
+                    loop = first == root or first in path.parents
+                    skipped.append(Skipped(rel(path, True), (
+                        f"symlink loop: leads back to {rel(first, True) if first != root else 'the dataset root'}"
+                        if loop else f"the same folder as {rel(first, True)}, which is walked instead")))
+                else:
+                    walked[real] = path
+                    visit(path)
+            elif stat.S_ISREG(mode):
+                files.append(path)
+            else:
+                skipped.append(Skipped(rel(path), "not a regular file (a device, socket or pipe)"))
+
+    visit(root)
+    return files, skipped
+
+
+def _unreachable(path: Path, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "symlink loop: the link leads back to itself"
+    if path.is_symlink() and isinstance(error, FileNotFoundError):
+        return f"dangling symlink: its target {os.readlink(path)} does not exist"
+    return f"cannot be read: {error.strerror or error}"
+
+
+def _read_truth(path: Path, image: str) -> tuple[str | None, str]:
+    """(ground-truth text, "") of a ``name.txt``, or (None, why it is not used)."""
+    try:
+        return path.read_text(encoding="utf-8-sig").strip(), ""
+    except UnicodeDecodeError as e:
+        why = f"is not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+    except OSError as e:
+        why = f"cannot be read ({e.strerror or e})"
+    return None, (f"ground-truth text {why}: {image} is evaluated without it (text task: no cer/wer for it, "
+                  "only OCR agreement with its original)")
+
+
+def _tagged(image: tuple[Image.Image, bool]) -> Image.Image:
+    """A user's decoded image whose ``info`` carries only what becomes sample meta (not the file's own
+    text chunks, which would pass for ground truth)."""
+    img, transposed = image
+    img.info = {"exif_transposed": True} if transposed else {}
+    return img
 
 
 class FolderDataset(Dataset):
-    """Every image file below a folder (sorted). ``name.txt`` beside ``name.png`` is its ground-truth text."""
+    """Every image file below a folder (sorted). ``name.txt`` beside ``name.png`` is its ground-truth text
+    (UTF-8). Files that are not used (other files, unreadable ground truth, broken links) are `skipped`."""
 
     def __init__(self, root: str | os.PathLike, name: str | None = None):
         self.root = Path(root).expanduser()
@@ -109,21 +178,31 @@ class FolderDataset(Dataset):
             raise DatasetUnavailable(f"dataset folder {self.root} does not exist")
         self.name = name or f"folder:{self.root.resolve().name}"
         self.description = f"images under {self.root}"
-        files = sorted(p for p in self.root.rglob("*") if p.is_file())
+        files, self._skipped = walk(self.root)
         self._images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-        stems = {p.with_suffix("") for p in self._images}
-        self._skipped = [Skipped(str(p.relative_to(self.root)), "not an image file (by extension)")
-                         for p in files if p.suffix.lower() not in IMAGE_SUFFIXES
-                         and not (p.suffix == ".txt" and p.with_suffix("") in stems)]
+        images = {p.with_suffix(""): p for p in self._images}
+        self._truths: dict[Path, str] = {}
+        for p in files:
+            rel = str(p.relative_to(self.root))
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                continue
+            if p.suffix == ".txt" and p.with_suffix("") in images:
+                text, why = _read_truth(p, str(images[p.with_suffix("")].relative_to(self.root)))
+                if text is None:
+                    self._skipped.append(Skipped(rel, why))
+                else:
+                    self._truths[p.with_suffix("")] = text
+            else:
+                self._skipped.append(Skipped(rel, "not an image file (by extension)"))
+        self._skipped.sort(key=lambda s: s.id)
 
     def samples(self, subset: str) -> list[Sample]:
         out = []
         for p in self._images:
-            truth = p.with_suffix(".txt")
             meta = {"source": str(p)}
-            if truth.is_file():
-                meta["text"] = truth.read_text(encoding="utf-8").strip()
-            out.append(Sample(str(p.relative_to(self.root)), lambda r, p=p: _open_image(p), meta))
+            if p.with_suffix("") in self._truths:
+                meta["text"] = self._truths[p.with_suffix("")]
+            out.append(Sample(str(p.relative_to(self.root)), lambda r, p=p: _tagged(read_image(p)), meta))
         return out
 
     def skipped(self) -> list[Skipped]:
@@ -163,7 +242,7 @@ class HubDataset(Dataset):
         from ..tokenizers.weights import _hub_reachable
 
         m = self.manifest
-        offline = os.environ.get("HF_DATASETS_OFFLINE", "0") in ("1", "true", "yes")
+        offline = env_flag("HF_DATASETS_OFFLINE")
         if not offline and not _hub_reachable():
             raise DatasetUnavailable(
                 f"dataset {self.name} ({m['repo_id']}, config {m.get('config')}) needs the Hugging Face Hub, which "
@@ -174,14 +253,15 @@ class HubDataset(Dataset):
             return datasets.load_dataset(m["repo_id"], m.get("config"), split=m.get("split", "train"),
                                          revision=m.get("revision"))
         except Exception as e:
-            raise DatasetUnavailable(f"could not load {self.name} from {m['repo_id']}: {type(e).__name__}: {e}") from None
+            why = f"{type(e).__name__}: {e}"
+            raise DatasetUnavailable(f"could not load {self.name} from {m['repo_id']}: {why}") from None
 
     def samples(self, subset: str) -> list[Sample]:
         ds = self._load()
         col, text_col = self.manifest.get("image_column", "image"), self.manifest.get("text_column")
 
         def load(i):
-            return lambda r: ds[i][col].convert("RGB")
+            return lambda r: _tagged(decoded(lambda: ds[i][col]))
 
         return [Sample(f"{i:06d}", load(i), {"text": ds[i][text_col]} if text_col else {}) for i in range(len(ds))]
 
@@ -237,14 +317,15 @@ class ImageBatch:
 
 
 def _prepare(sample: Sample, resolution: int):
+    """(uint8 (R, R, 3), meta) of a sample, or (None, reason) when its file cannot be read or decoded.
+    Only `UnreadableImage` is caught: an error in vtbench's own code (builtin images) stops the run."""
     try:
         img = sample.load(resolution)
-        meta = dict(sample.meta)
-        if "text" in img.info and isinstance(img.info["text"], str):
-            meta["text"] = img.info["text"]
-        return to_square(img, resolution), meta
-    except Exception as e:  # a bad file must not stop the run: report it and go on
-        return None, f"{type(e).__name__}: {e}"
+    except UnreadableImage as e:
+        return None, str(e)
+    meta = dict(sample.meta)
+    meta.update({k: img.info[k] for k in ("text", "exif_transposed") if k in img.info})
+    return to_square(img, resolution), meta
 
 
 def batches(samples: list[Sample], resolution: int, batch_size: int, skipped: list[Skipped],
@@ -270,7 +351,7 @@ def batches(samples: list[Sample], resolution: int, batch_size: int, skipped: li
 def pixel_hash(image: torch.Tensor) -> str:
     """sha256 of one image's pixels and shape: the key of per-image caches (features, OCR)."""
     arr = image.cpu().numpy()
-    return hashlib.sha256(str(arr.shape).encode() + arr.tobytes()).hexdigest()
+    return sha256_bytes(str(arr.shape).encode() + arr.tobytes())
 
 
 class Fingerprint:

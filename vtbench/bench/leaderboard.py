@@ -1,15 +1,17 @@
 """Markdown leaderboards: a pure function of the result files.
 
-One file per task; inside it, one table per (dataset, resolution, dataset fingerprint). Results computed
-on different images never share a table: a fingerprint change opens a new table with a warning line.
+One file per task; inside it, one table per sample set: (dataset, resolution, ``--limit``, dataset
+fingerprint). Results computed on different images never share a table, and no two tables share a
+heading: a limited set says "first N images", and sets that differ only by fingerprint name it.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
-from .results import load_results, slug, write_atomic
+from ..common import write_atomic
+from .results import load_results, slug
 
 #: metric columns, in this order when present; others follow alphabetically
 PREFERRED = ("psnr", "ssim", "lpips", "rfid", "kid", "pfid", "gmsd", "hf_energy_ratio", "cer", "cer_nocase",
@@ -54,8 +56,8 @@ def _row_name(r: dict) -> str:
 
 
 def _caveat(r: dict) -> str:
-    """What a tokenizer's own entry says its numbers do not show (``info.extra["caveat"]``)."""
-    return (r["tokenizer"].get("extra") or {}).get("caveat", "")
+    """What a tokenizer's own entry says its numbers do not show (``info.caveat``)."""
+    return r["tokenizer"].get("caveat", "")
 
 
 def _table(results: list[dict]) -> list[str]:
@@ -77,7 +79,8 @@ def _table(results: list[dict]) -> list[str]:
         return {True: " ↑", False: " ↓", None: ""}[direction[k]]
 
     header = ["Tokenizer", "Family", "Type", "Tokens", "Vocab", "bpp"] + [f"{k}{arrow(k)}" for k in metric_names]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---"] + ["---:"] * (len(header) - 3)) + "|"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] * 2 + ["---"] + ["---:"] * (len(header) - 3)) + "|"]
     for r in sorted(results, key=lambda r: r["tokenizer"]["name"]):
         tok, m = r["tokenizer"], r["metrics"]
         bpp = m.get("bits_per_pixel", {}).get("value")
@@ -155,23 +158,39 @@ def plot_pfid_curves(results: list[dict], path: Path) -> bool:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    # the PNG names the matplotlib that drew it: another version may draw other bytes
+    fig.savefig(path, metadata={"Software": f"matplotlib {matplotlib.__version__}"})
     plt.close(fig)
     return True
 
 
-def build(results: list[dict]) -> dict[str, str]:
-    """Markdown text per file name (``<task>.md`` and ``README.md``)."""
+def _sample_sets(results: list[dict]) -> dict[tuple, list[dict]]:
+    """(task, dataset, resolution, limit, fingerprint) -> its results, in a stable order."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in results:
         d = r["dataset"]
-        groups[(r["task"], d["name"], d["resolution"], d["fingerprint"])].append(r)
+        groups[(r["task"], d["name"], d["resolution"], d.get("limit"), d["fingerprint"])].append(r)
+    order = sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3] is not None, k[3] or 0, k[4]))
+    return {k: groups[k] for k in order}
+
+
+def _headings(keys: list[tuple]) -> dict[tuple, tuple[str, bool]]:
+    """(heading, shared) per sample set of a page: sets told apart only by their images (``shared``) name the
+    fingerprint, so no two tables share a heading."""
+    base = {k: f"{k[1]} at {k[2]} px" + (f", first {k[3]} images" if k[3] is not None else "") for k in keys}
+    counts = Counter(base.values())
+    return {k: (h + (f", images `{k[4][:8]}`" if counts[h] > 1 else ""), counts[h] > 1) for k, h in base.items()}
+
+
+def build(results: list[dict]) -> dict[str, str]:
+    """Markdown text per file name (``<task>.md`` and ``README.md``)."""
+    groups = _sample_sets(results)
     for key, rs in groups.items():
         names = [r["tokenizer"]["name"] for r in rs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             paths = [r.get("_path", "?") for r in rs if r["tokenizer"]["name"] in dupes]
-            raise LeaderboardError(f"{', '.join(dupes)} appear twice for {key[:3]}: {', '.join(paths)}")
+            raise LeaderboardError(f"{', '.join(dupes)} appear twice for {key[:4]}: {', '.join(paths)}")
 
     files = {}
     for task in sorted({k[0] for k in groups}):
@@ -180,13 +199,15 @@ def build(results: list[dict]) -> dict[str, str]:
                "↑ higher is better, ↓ lower is better, best in bold. Tokens: token positions per image at the "
                "evaluated resolution (summed over scales). bpp: bits per pixel of the tokens (continuous latents "
                "count their float width).", ""]
-        keys = sorted(k for k in groups if k[0] == task)
-        for _, dataset, resolution, fp in keys:
-            rs = groups[(task, dataset, resolution, fp)]
+        keys = [k for k in groups if k[0] == task]
+        headings = _headings(keys)
+        for key in keys:
+            _, dataset, resolution, _, fp = key
+            rs = groups[key]
+            heading, shared = headings[key]
             n = sorted({r["dataset"]["num_samples"] for r in rs})
-            out += [f"## {dataset} at {resolution} px", "",
-                    f"{'/'.join(map(str, n))} images, dataset fingerprint `{fp[:16]}`.", ""]
-            if sum(1 for k in keys if k[1:3] == (dataset, resolution)) > 1:
+            out += [f"## {heading}", "", f"{'/'.join(map(str, n))} images, dataset fingerprint `{fp[:16]}`.", ""]
+            if shared:
                 out += ["> Results for this dataset were computed on different images (fingerprints differ); "
                         "each set has its own table.", ""]
             _settings_check(rs)
@@ -201,18 +222,15 @@ def build(results: list[dict]) -> dict[str, str]:
 
 
 def write(results_dir: Path, out_dir: Path) -> list[Path]:
+    """Write the pages (and pFID plots) that the result files under ``results_dir`` make; nothing else."""
     results = load_results(results_dir)
-    files = build(results)
     paths = []
-    for name, text in files.items():
+    for name, text in build(results).items():
         write_atomic(out_dir / name, text)
         paths.append(out_dir / name)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in results:
-        if "curve" in (r["metrics"].get("pfid", {}).get("extra") or {}):
-            d = r["dataset"]
-            groups[(r["task"], d["name"], d["resolution"], d["fingerprint"])].append(r)
-    for key, rs in groups.items():
-        if plot_pfid_curves(rs, out_dir / plot_name(*key)):
-            paths.append(out_dir / plot_name(*key))
+    for (task, dataset, resolution, _, fp), rs in _sample_sets(results).items():
+        curves = [r for r in rs if "curve" in (r["metrics"].get("pfid", {}).get("extra") or {})]
+        path = out_dir / plot_name(task, dataset, resolution, fp)
+        if curves and plot_pfid_curves(curves, path):
+            paths.append(path)
     return paths

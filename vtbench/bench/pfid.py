@@ -6,7 +6,8 @@ takes them. Its authors did not release code; this is vtbench's definition:
 
 1. Encode each image; with probability ``alpha`` replace each token by a uniform draw among its ``delta``
    nearest codes (nearest to the encoder's pre-quantization feature, in the quantizer's distance; the
-   candidates for binary, level and continuous layouts are defined in `vtbench.quantizers.perturb`).
+   candidates of binary and level layouts are defined in `vtbench.quantizers.neighbours`, the draws and
+   the Gaussian noise of continuous latents in `vtbench.bench.perturbation`).
 2. Decode, round to 8 bits, and compute FID against the original images with exactly the rFID pipeline
    (same Inception, same cached features of the originals).
 
@@ -21,14 +22,17 @@ from __future__ import annotations
 
 import torch
 
+from ..tokenizers.tokens import Tokens
 from .metrics import EvalBatch, Metric, to_uint8
 from .perceptual import FID, FeatureCache
+from .perturbation import perturb, perturb_continuous
 
 HEADLINE_ALPHA = 0.1
 
 
 class PFID(Metric):
     name = "pfid"
+    version = 2  # v2: draws from `vtbench.bench.perturbation` (candidates per token, then the draw)
     description = "reconstruction FID after perturbing a fraction alpha of tokens to near neighbours"
     outputs = {"pfid": (False, "")}
 
@@ -49,20 +53,26 @@ class PFID(Metric):
         if self._gen is None:
             self._gen = torch.Generator(device=batch.device).manual_seed(self.seed)
         x = batch.originals.float() / 127.5 - 1
+        perturbed = self._sampler(tok, x, batch.tokens)
         for a, fid in self.fids.items():
-            recon = batch.reconstructions if a == 0 else to_uint8(
-                tok.decode(tok.encode_perturbed(x, a, self.delta, self._gen)))
+            recon = batch.reconstructions if a == 0 else to_uint8(tok.decode(perturbed(a)))
             fid.update(EvalBatch(batch.ids, batch.originals, recon, batch.tokens, batch.meta, 0.0, 0.0))
             if fid.unavailable:  # the Inception weights are missing: so is pFID
                 self.unavailable = fid.unavailable
                 return None
         if batch.tokens.multiscale:
             for k in range(len(batch.tokens.scales)):
-                tokens = tok.encode_perturbed(x, self.headline, self.delta, self._gen, scales={k})
                 fid = self.per_scale.setdefault(k, FID(self.cache, self.seed))
-                fid.update(EvalBatch(batch.ids, batch.originals, to_uint8(tok.decode(tokens)), batch.tokens,
-                                     batch.meta, 0.0, 0.0))
+                fid.update(EvalBatch(batch.ids, batch.originals, to_uint8(tok.decode(perturbed(self.headline, {k}))),
+                                     batch.tokens, batch.meta, 0.0, 0.0))
         return None
+
+    def _sampler(self, tok, x: torch.Tensor, clean: Tokens):
+        """``(alpha, scales=None) -> Tokens``: the batch's tokens perturbed with this metric's generator."""
+        if not clean.is_discrete:
+            return lambda alpha, scales=None: perturb_continuous(clean, alpha, self._gen)
+        tokens, candidates = tok.encode_neighbours(x, self.delta)
+        return lambda alpha, scales=None: perturb(tokens, candidates, alpha, self._gen, scales)
 
     def _compute(self):
         curve = []
@@ -72,7 +82,8 @@ class PFID(Metric):
         head = next(c for c in curve if c["alpha"] == self.headline)
         extra = {"alpha": self.headline, "delta": self.delta, "seed": self.seed, "curve": curve}
         if self.per_scale:
-            extra["per_scale"] = [{"scale": k, "pfid": f.compute()["rfid"].value} for k, f in sorted(self.per_scale.items())]
+            extra["per_scale"] = [{"scale": k, "pfid": f.compute()["rfid"].value}
+                                  for k, f in sorted(self.per_scale.items())]
         note = f"alpha={self.headline:g}, delta={self.delta}; FID on {head['count']} images (see rfid's caveat)"
         return {"pfid": self._value("pfid", head["pfid"], head["count"], note, extra)}
 

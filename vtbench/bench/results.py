@@ -1,12 +1,28 @@
-"""The result file format (versioned JSON), atomic writes, and reading results back."""
+"""The result files: their format (versioned JSON), where they go, when one still stands, reading them back.
+
+Layout: ``<out>/<dataset>/<tokenizer>/<task><key>.json``, its per-image rows beside it in
+``<task><key>.per_image.jsonl``. ``<key>`` names the sample set when it is not the default one:
+``.<R>px`` for a resolution other than the tokenizer's native one, ``.first<N>`` when ``--limit N`` leaves
+out some of the task's images (``reconstruction.64px.first3.json``); the whole set at the native
+resolution has no key (``reconstruction.json``). So runs over different sample sets sit side by side, and
+a run over the same sample set with other settings replaces the file.
+
+Schema ``vtbench.result/2`` adds to ``/1``: ``versions`` (``task``: `Task.version`, ``metrics``: name ->
+`Metric.version`), ``dataset.limit`` (the ``N`` of ``first<N>``, null for the whole set) and
+``per_image_sha256`` (of the per-image file; the rows are written first, the result last, so a result
+file on disk always names rows that were completely written).
+
+A stored result stands for a new run (`stored_result`) only when the two share the schema, the
+weights' sha256, the task and metric versions, the sample set (subset, limit, resolution), the settings
+the task's values depend on (`Task.settings`), intact per-image rows, and the dataset fingerprint (the
+images themselves); the runner recomputes it otherwise and says which of these differed.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -14,37 +30,41 @@ import numpy as np
 import PIL
 import torch
 
-SCHEMA = "vtbench.result/1"
+from ..common import sha256_bytes, sha256_file, write_atomic
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: dict) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
-
-
-def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    write_atomic(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+SCHEMA = "vtbench.result/2"
 
 
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
 
 
-def result_path(out: Path, dataset: str, tokenizer: str, task: str) -> Path:
-    return out / slug(dataset) / slug(tokenizer) / f"{task}.json"
+def sample_key(resolution: int, native: int, limit: int | None) -> str:
+    """The file-name part that tells a sample set from the default one ('' for the whole set, native size)."""
+    return (f".{resolution}px" if resolution != native else "") + (f".first{limit}" if limit is not None else "")
+
+
+def result_path(out: Path, dataset: str, tokenizer: str, task: str, key: str = "") -> Path:
+    return out / slug(dataset) / slug(tokenizer) / f"{task}{key}.json"
+
+
+def rows_path(path: Path) -> Path:
+    """The per-image rows of the result at ``path``."""
+    return path.with_name(path.name[: -len(".json")] + ".per_image.jsonl")
+
+
+def write_result(path: Path, result: dict, rows: list[dict]) -> None:
+    """Write the per-image rows, then the result naming their sha256 (both atomically)."""
+    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
+    result["per_image"] = rows_path(path).name
+    result["per_image_sha256"] = sha256_bytes(text.encode("utf-8"))
+    write_atomic(rows_path(path), text)
+    write_atomic(path, json.dumps(result, indent=2, allow_nan=False) + "\n")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The per-image rows of the result at ``path``."""
+    return [json.loads(line) for line in rows_path(path).read_text(encoding="utf-8").splitlines()]
 
 
 def git_commit() -> str | None:
@@ -73,6 +93,46 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+def identity(result: dict, settings: Iterable[str]) -> dict:
+    """What a stored result must share with a new run, but for the fingerprint and the rows (as JSON values)."""
+    d, versions = result["dataset"], result["versions"]
+    fields = {"weights sha256": result["tokenizer"]["weights"]["sha256"], "task version": versions["task"],
+              "metric versions": versions["metrics"], "subset": d["subset"], "limit": d["limit"],
+              "resolution": d["resolution"], **{s: result["config"][s] for s in settings}}
+    return json.loads(json.dumps(fields))
+
+
+def _difference(name: str, old, new) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        old, new = ({k: d.get(k) for k in changed} for d in (old, new))
+    return f"{name} {json.dumps(old)} -> {json.dumps(new)}"
+
+
+def stored_result(path: Path, planned: dict, settings: Iterable[str], fingerprint) -> tuple[dict | None, str]:
+    """``(result, "")`` when the result at ``path`` stands for the run ``planned`` (a result without
+    values), else ``(None, why not)``. ``fingerprint()`` gives the run's dataset fingerprint; it is called
+    last, only when everything else matches.
+    """
+    try:
+        old = read_result(path)
+        have = identity(old, settings)
+    except ResultError as e:
+        return None, str(e)
+    except (KeyError, TypeError) as e:
+        return None, f"it lacks the field {e}"
+    for name, value in identity(planned, settings).items():
+        if have[name] != value:
+            return None, _difference(name, have[name], value)
+    rows = rows_path(path)
+    if not rows.is_file() or sha256_file(rows) != old.get("per_image_sha256"):
+        return None, f"its per-image rows {rows.name} are missing or are not the ones it was written with"
+    new_fingerprint = fingerprint()
+    if old["dataset"]["fingerprint"] != new_fingerprint:
+        return None, _difference("dataset fingerprint", old["dataset"]["fingerprint"][:16], new_fingerprint[:16])
+    return old, ""
+
+
 class ResultError(ValueError):
     """A file under the results folder is not a vtbench result it can use."""
 
@@ -80,10 +140,12 @@ class ResultError(ValueError):
 def read_result(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ResultError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ResultError(f"{path}: schema {data.get('schema') if isinstance(data, dict) else None!r}, expected {SCHEMA!r}")
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if schema != SCHEMA:
+        raise ResultError(f"{path}: result schema {schema!r}, expected {SCHEMA!r} "
+                          "(`vtbench run` with the same options recomputes it)")
     return data
 
 
@@ -97,4 +159,3 @@ def load_results(folder: Path) -> list[dict]:
         data["_path"] = str(p.relative_to(folder))
         out.append(data)
     return out
-

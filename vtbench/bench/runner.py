@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,11 +15,16 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..errors import VtbenchError
 from ..tokenizers import Tokenizer
-from .datasets import Dataset, Fingerprint, batches
-from .metrics import EvalBatch, to_uint8
-from .results import SCHEMA, environment, git_commit, read_result, result_path, write_json, write_jsonl
+from .datasets import Dataset, Fingerprint, Sample, Skipped, batches
+from .metrics import EvalBatch, Metric, to_uint8
+from .results import SCHEMA, environment, git_commit, result_path, sample_key, stored_result, write_result
 from .tasks import Task
+
+
+class RunError(VtbenchError, ValueError):
+    """The run cannot produce a result (e.g. no image could be evaluated); nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,16 @@ class RunConfig:
     alpha: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)  # pFID sweep
     delta: int = 100  # pFID neighbourhood size
 
+    def __post_init__(self):
+        wrong = {"batch_size": self.batch_size < 1, "limit": self.limit is not None and self.limit < 1,
+                 "resolution": self.resolution is not None and self.resolution < 1, "delta": self.delta < 2,
+                 "save_images": self.save_images < 0,
+                 "alpha": not self.alpha or not all(0 <= a <= 1 for a in self.alpha)}
+        if any(wrong.values()):
+            raise RunError("RunConfig: " + ", ".join(f"{k}={getattr(self, k)!r}" for k, bad in wrong.items() if bad)
+                           + " out of range (batch_size, limit, resolution >= 1; delta >= 2; save_images >= 0; "
+                           "alpha: fractions in [0, 1])")
+
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -43,40 +60,84 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _same_setup(old: dict, tok: Tokenizer, cfg: RunConfig, resolution: int) -> bool:
-    c = old.get("config", {})
-    return (old.get("tokenizer", {}).get("weights", {}).get("sha256") == tok.loaded_weights.sha256
-            and c.get("limit") == cfg.limit and c.get("seed") == cfg.seed
-            and list(c.get("alpha", [])) == list(cfg.alpha) and c.get("delta") == cfg.delta
-            and old.get("dataset", {}).get("resolution") == resolution)
+def fingerprint(samples: list[Sample], resolution: int, batch_size: int) -> str:
+    """The dataset fingerprint an evaluation of ``samples`` at ``resolution`` records, without the tokenizer."""
+    fp = Fingerprint()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped files are reported by the evaluation, if one follows
+        for batch in batches(samples, resolution, batch_size, []):
+            fp.update(batch)
+    return fp.hexdigest()
+
+
+def _describe_skipped(skipped: list[Skipped]) -> str:
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{s.id}: {s.reason}" for s in skipped[:3])
+    return f" ({len(skipped)} skipped: {shown}{'; ...' if len(skipped) > 3 else ''})"
+
+
+def _planned(tok: Tokenizer, dataset: Dataset, task: Task, cfg: RunConfig, metrics: list[Metric], resolution: int,
+             limit: int | None) -> dict:
+    """The result this run will write, before any value is known (fields filled in by `evaluate`)."""
+    return {
+        "schema": SCHEMA,
+        "vtbench_version": __version__,
+        "git_commit": git_commit(),
+        "created": None,
+        "task": task.name,
+        "versions": {"task": task.version, "metrics": {m.name: m.version for m in metrics}},
+        "tokenizer": {
+            "name": tok.label,
+            "registry_name": tok.registry_name,
+            "weights": asdict(tok.loaded_weights),
+            "parameters": tok.num_parameters,
+            **tok.info.as_dict(),
+        },
+        "dataset": {"name": dataset.name, "subset": task.subset, "limit": limit, "fingerprint": None,
+                    "num_samples": None, "num_skipped": None, "skipped": None, "resolution": resolution},
+        "metrics": None,
+        "config": json.loads(json.dumps(asdict(cfg))),  # as stored: a resumed run returns the same dict
+        "environment": environment(tok.device),
+        "timings": None,
+    }
 
 
 def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunConfig = RunConfig(),
              progress: bool = True) -> tuple[dict, Path]:
-    """Run ``task`` and write ``<out>/<dataset>/<tokenizer>/<task>.json`` plus per-image rows.
+    """Run ``task`` and write ``<out>/<dataset>/<tokenizer>/<task><key>.json`` plus per-image rows.
 
-    An existing result with the same setup and the same weights (sha256) is returned as is unless
-    ``cfg.overwrite``: an interrupted multi-task run, started again, resumes at the first task it had not
-    finished, and retrained weights are evaluated anew.
+    ``<key>`` names the sample set (`results.sample_key`). An existing result that still stands for this
+    run (`results.stored_result`) is returned as is unless ``cfg.overwrite``: an interrupted multi-task run,
+    started again, resumes at the first task it had not finished. Any other existing result is
+    recomputed, with a warning saying what differed. Raises `RunError` (writing nothing) when no image
+    can be evaluated.
     """
-    label = tok.label
-    path = result_path(out, dataset.name, label, task.name)
     resolution = cfg.resolution or tok.info.resolution
+    tok.layout(resolution)  # a size the tokenizer cannot take: ValueError naming the sizes it can
+    candidates = dataset.samples(task.subset)
+    limit = cfg.limit if cfg.limit is not None and cfg.limit < len(candidates) else None
+    samples = candidates[:limit]
+    skipped = dataset.skipped()
+    if not samples:
+        raise RunError(f"dataset {dataset.name} has no images for task {task.name}{_describe_skipped(skipped)}")
+    metrics = task.metrics(cfg)
+    result = _planned(tok, dataset, task, cfg, metrics, resolution, limit)
+    path = result_path(out, dataset.name, tok.label, task.name, sample_key(resolution, tok.info.resolution, limit))
     if path.exists() and not cfg.overwrite:
-        old = read_result(path)
-        if _same_setup(old, tok, cfg, resolution):
+        old, reason = stored_result(path, result, task.settings,
+                                    lambda: fingerprint(samples, resolution, cfg.batch_size))
+        if old is not None:
             return old, path
+        warnings.warn(f"recomputing {path}: {reason}", stacklevel=2)
 
     device = tok.device
     torch.manual_seed(cfg.seed)
-    samples = dataset.samples(task.subset)[: cfg.limit]
-    skipped = dataset.skipped()
-    metrics = task.metrics(cfg)
-    fingerprint = Fingerprint()
+    fp = Fingerprint()
     rows: list[dict] = []
-    image_dir = path.parent / "images" / task.name
+    image_dir = path.parent / "images" / path.name[: -len(".json")]
     started = time.perf_counter()
-    bar = tqdm(total=len(samples), desc=f"{label} | {task.name}", unit="img", disable=not progress, leave=False)
+    bar = tqdm(total=len(samples), desc=f"{tok.label} | {task.name}", unit="img", disable=not progress, leave=False)
     with torch.inference_mode():
         for batch in batches(samples, resolution, cfg.batch_size, skipped):
             originals = batch.images.to(device)
@@ -95,47 +156,27 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
             rows += [{"id": sid, **{k: col[i] for k, col in columns.items()},
                       **({"text": meta["text"]} if "text" in meta else {})}
                      for i, (sid, meta) in enumerate(zip(batch.ids, batch.meta))]
-            fingerprint.update(batch)
-            _save_images(image_dir, batch.images, recon.cpu(), batch.ids, cfg.save_images - (len(rows) - len(batch.ids)))
+            fp.update(batch)
+            saved = len(rows) - len(batch.ids)
+            _save_images(image_dir, batch.images, recon.cpu(), batch.ids, cfg.save_images - saved)
             bar.update(len(batch.ids))
             bar.set_postfix({k: f"{np.mean(nums):.3f}" for k, col in columns.items()
                              if (nums := [v for v in col if isinstance(v, (int, float))])})
     bar.close()
+    if not rows:
+        raise RunError(f"no image of dataset {dataset.name} could be evaluated for task {task.name}"
+                       f"{_describe_skipped(skipped)}; earlier results are kept")
 
     values = {}
     for m in metrics:
         m.sync()
         values.update({k: v.as_dict() for k, v in m.compute().items()})
-    result = {
-        "schema": SCHEMA,
-        "vtbench_version": __version__,
-        "git_commit": git_commit(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "task": task.name,
-        "tokenizer": {
-            "name": label,
-            "registry_name": tok.registry_name,
-            "weights": asdict(tok.loaded_weights),
-            "parameters": tok.num_parameters,
-            **tok.info.as_dict(),
-        },
-        "dataset": {
-            "name": dataset.name,
-            "subset": task.subset,
-            "fingerprint": fingerprint.hexdigest(),
-            "num_samples": len(rows),
-            "num_skipped": len(skipped),
-            "skipped": [asdict(s) for s in skipped],
-            "resolution": resolution,
-        },
-        "metrics": values,
-        "config": asdict(cfg),
-        "environment": environment(device),
-        "timings": {"total_s": round(time.perf_counter() - started, 3)},
-        "per_image": f"{task.name}.per_image.jsonl",
-    }
-    write_jsonl(path.with_name(result["per_image"]), rows)
-    write_json(path, result)
+    result["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result["dataset"].update(fingerprint=fp.hexdigest(), num_samples=len(rows), num_skipped=len(skipped),
+                             skipped=[asdict(s) for s in skipped])
+    result["metrics"] = values
+    result["timings"] = {"total_s": round(time.perf_counter() - started, 3)}
+    write_result(path, result, rows)
     return result, path
 
 

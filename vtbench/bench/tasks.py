@@ -17,6 +17,11 @@ class Task:
     subset: str  # which subset of a dataset with subsets (the builtin one) the task reads
     metrics: Callable[["RunConfig"], list[Metric]]  # noqa: F821
     description: str
+    #: bump whenever a change to the task (its subset, metrics or their settings) can change a value
+    version: int = 1
+    #: the `RunConfig` fields its values depend on besides the sample set: a stored result made with
+    #: other values of these is recomputed
+    settings: tuple[str, ...] = ("seed",)
 
 
 def _common() -> list[Metric]:
@@ -31,7 +36,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("text", "text", lambda cfg: _common() + [TextPreservation()],
          "text preservation: OCR CER / word accuracy against ground truth, with the OCR-of-original baseline"),
     Task("pfid", "photos", lambda cfg: [PFID(cfg.alpha, cfg.delta, cfg.seed), TokenStats()],
-         "pFID: rFID after perturbing a fraction alpha of tokens to near neighbours (sweep over alpha)"),
+         "pFID: rFID after perturbing a fraction alpha of tokens to near neighbours (sweep over alpha)",
+         # the perturbation draws are consumed batch by batch, so the batch size changes them
+         settings=("seed", "alpha", "delta", "batch_size")),
 )}
 
 METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, LPIPS, FID, PFID, GMSD, HighFrequencyEnergy,

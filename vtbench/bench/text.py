@@ -15,6 +15,7 @@ ground truth get ``ocr_agreement_cer``: CER of OCR(reconstruction) against OCR(o
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import unicodedata
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .._extras import require
+from ..common import write_atomic
 from . import metric_weights
 from .datasets import pixel_hash
 from .metrics import EvalBatch, Metric
@@ -53,9 +55,15 @@ def align(ref: list | str, hyp: list | str) -> tuple[int, int]:
 
 
 class EasyOCREngine:
-    """EasyOCR (CRAFT detector + English recogniser) with weights from the cache, never downloaded by easyocr."""
+    """EasyOCR (CRAFT detector + English recogniser) with weights from the cache, never downloaded by easyocr.
+
+    An OCR engine has a ``name``, the metric ``weights`` it needs, a ``cache_tag`` naming what its output
+    depends on, and ``read(images) -> list[str]`` on uint8 ``(B, 3, H, W)``.
+    """
 
     name = "easyocr-en"
+    #: bump whenever `read` changes (upsampling, reader settings): cached readings of another version are redone
+    version = 1
     weights = ("easyocr-craft", "easyocr-english")
 
     def __init__(self, device: str = "cpu"):
@@ -65,6 +73,8 @@ class EasyOCREngine:
             warnings.simplefilter("ignore")  # torch deprecations inside easyocr
             self.reader = easyocr.Reader(["en"], gpu=device.startswith("cuda"), model_storage_directory=str(model_dir),
                                          download_enabled=False, verbose=False)
+        self.cache_tag = (f"{self.name}-v{self.version}-easyocr{easyocr.__version__}-"
+                          f"{metric_weights.pins_digest(self.weights)}")
 
     def read(self, images: torch.Tensor) -> list[str]:
         with warnings.catch_warnings():
@@ -85,38 +95,48 @@ ENGINES = {"easyocr-en": EasyOCREngine}
 
 def ocr_engine(name: str, device: str) -> EasyOCREngine:
     """An OCR engine whose weights are verified (fetched first if missing and allowed)."""
-    for w in ENGINES[name].weights:
+    engine = ENGINES[name]
+    for w in engine.weights:
         metric_weights.ensure(w)
-    return _engine(name, device, metric_weights.cache_dir())
+    return _engine(engine, device, metric_weights.cache_dir())
 
 
 @functools.lru_cache(maxsize=2)
-def _engine(name: str, device: str, cache) -> EasyOCREngine:
-    return ENGINES[name](device)
+def _engine(engine: type, device: str, cache) -> EasyOCREngine:
+    return engine(device)
 
 
 class OCRCache:
-    """OCR text of originals, keyed by engine and a hash of the pixels."""
+    """OCR text of originals, keyed by the engine's ``cache_tag`` (name, version, library, pinned weights) and
+    a hash of the pixels. Entries are JSON; one that cannot be read counts as missing: read again, overwritten."""
 
-    def __init__(self, engine: str, root: Path | None = None):
-        self.root = (root or metric_weights.cache_dir() / "ocr") / engine
+    def __init__(self, engine, root: Path | None = None):
+        self.engine = engine
+        self.root = (root or metric_weights.cache_dir() / "ocr") / engine.cache_tag
 
     def _path(self, image: torch.Tensor) -> Path:
         key = pixel_hash(image)
-        return self.root / key[:2] / f"{key}.txt"
+        return self.root / key[:2] / f"{key}.json"
 
-    def read(self, images: torch.Tensor, engine) -> list[str]:
+    def read(self, images: torch.Tensor) -> list[str]:
         paths = [self._path(img) for img in images]
-        texts = [p.read_text(encoding="utf-8") if p.is_file() else None for p in paths]
+        texts = [_cached_text(p) for p in paths]
         missing = [i for i, t in enumerate(texts) if t is None]
         if missing:
-            for i, t in zip(missing, engine.read(images[missing])):
-                paths[i].parent.mkdir(parents=True, exist_ok=True)
-                tmp = paths[i].with_name(f".{paths[i].name}.tmp")
-                tmp.write_text(t, encoding="utf-8")
-                tmp.replace(paths[i])
+            for i, t in zip(missing, self.engine.read(images[missing])):
+                write_atomic(paths[i], json.dumps({"text": t}, ensure_ascii=False))
                 texts[i] = t
         return texts
+
+
+def _cached_text(path: Path) -> str | None:
+    """The text of a cache entry; None when it is missing or unreadable."""
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    text = entry.get("text") if isinstance(entry, dict) else None
+    return text if isinstance(text, str) else None
 
 
 #: per comparison: char edits, reference chars, word edits, word hits, reference words
@@ -133,18 +153,20 @@ class TextPreservation(Metric):
         "ocr_agreement_cer": (False, "fraction"),
     }
 
-    def __init__(self, engine: str = "easyocr-en"):
+    def __init__(self, engine: str = "easyocr-en", cache: Path | None = None):
+        """``cache``: the folder of OCR caches (default ``$VTBENCH_CACHE/ocr``)."""
         super().__init__()
-        self.engine_name = engine
+        self.engine_name, self.cache_root = engine, cache
         self.implementation = (f"{engine} via vtbench (images upsampled to >= {OCR_MIN_SIDE} px, bicubic); "
                                "NFKC + whitespace normalisation; Levenshtein CER/WER")
-        # one row of counts per comparison: recon vs truth, recon vs truth (no case), original vs truth, recon vs original
+        # one row of counts per comparison: recon vs truth, recon vs truth (no case), original vs truth,
+        # recon vs original
         self.add_state("counts", torch.zeros(4, _COUNTS, dtype=torch.float64))
         self.add_state("images", torch.zeros(2, dtype=torch.float64))  # with / without ground truth
 
     def _update(self, batch: EvalBatch):
         engine = ocr_engine(self.engine_name, str(batch.device))
-        originals = OCRCache(self.engine_name).read(batch.originals, engine)
+        originals = OCRCache(engine, self.cache_root).read(batch.originals)
         recons = engine.read(batch.reconstructions)
         rows = {"ocr_text": recons, "cer": [], "word_accuracy": [], "ocr_agreement_cer": []}
         for meta, orig, rec in zip(batch.meta, originals, recons):

@@ -6,8 +6,8 @@ codes in the layout `vtbench.Tokens` uses: positions first, a trailing component
 holds several codes; a list of such tensors for multi-scale quantizers) and ``loss`` (the quantizer's own
 training loss; zero when it has none). ``quantizer.dequantize(codes)`` rebuilds ``z_q`` from codes
 alone, which is the way back from an AR model's output to the decoder. ``kind``, ``vocab_sizes`` and
-``multiscale`` describe the codes exactly as `Tokens` does. ``quantizer.perturb(z, alpha, delta, gen)``
-returns codes with a fraction of tokens moved to near neighbours, for pFID (`vtbench.quantizers.perturb`).
+``multiscale`` describe the codes exactly as `Tokens` does. ``quantizer.neighbours(z, k)`` gives every
+token's ``k`` nearest alternative codes, the primitive of pFID (`vtbench.quantizers.neighbours`).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ class Quantizer(nn.Module):
     def dequantize(self, codes) -> torch.Tensor:
         raise NotImplementedError
 
-    def perturb(self, z: torch.Tensor, alpha: float, delta: int, gen: torch.Generator):
-        """Codes for ``z`` with a fraction ``alpha`` of tokens moved to near neighbours (see `perturb`)."""
-        raise NotImplementedError
+    def neighbours(self, z: torch.Tensor, k: int):
+        """Each token's ``k`` nearest codes, nearest first (layouts in `vtbench.quantizers.neighbours`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no discrete neighbours")
 
 
 def channels_last(z: torch.Tensor) -> torch.Tensor:

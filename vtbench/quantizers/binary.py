@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
-from .perturb import perturb_binary
+from .neighbours import binary_candidates
 
 
 def _corners(bits: int, device) -> torch.Tensor:
@@ -53,10 +53,10 @@ class LFQ(Quantizer):
     def dequantize(self, codes):
         return channels_first(codes.float() * 2 - 1)
 
-    def perturb(self, z, alpha: float, delta: int, gen):
-        zl = channels_last(z)
-        flat = zl.reshape(-1, self.bits)
-        return perturb_binary(flat, (flat > 0).long(), alpha, delta, gen).view(zl.shape)
+    def neighbours(self, z, k: int):
+        flat = channels_last(z).reshape(-1, self.bits)
+        cand = binary_candidates(flat, (flat > 0).long(), k)
+        return cand.view(*z.shape[:1], *z.shape[2:], *cand.shape[1:])
 
 
 class BSQ(Quantizer):
@@ -86,6 +86,7 @@ class BSQ(Quantizer):
     def dequantize(self, codes):
         return channels_first((codes.float() * 2 - 1) / self.bits ** 0.5)
 
-    def perturb(self, z, alpha: float, delta: int, gen):
+    def neighbours(self, z, k: int):
         u, _, bits = self.quantize(channels_last(z))
-        return perturb_binary(u.reshape(-1, self.bits), bits.reshape(-1, self.bits), alpha, delta, gen).view(bits.shape)
+        cand = binary_candidates(u.reshape(-1, self.bits), bits.reshape(-1, self.bits), k)
+        return cand.view(*bits.shape[:-1], *cand.shape[1:])

@@ -49,11 +49,11 @@ class FactorizedQuantizer(Quantizer):
         qs = [channels_last(q.dequantize(codes[..., i])) for i, q in enumerate(self.quantizers)]
         return channels_first(self.out_proj(torch.cat(qs, dim=-1)))
 
-    def perturb(self, z, alpha: float, delta: int, gen):
-        """Each sub-index perturbed independently among its own sub-codebook's neighbours."""
+    def neighbours(self, z, k: int):
+        """Each sub-index is a token of its own: ``(*positions, factors, k)`` from its sub-codebook."""
         zl = channels_last(z)
-        return torch.stack([q.perturb(channels_first(p(zl)), alpha, delta, gen)
-                            for p, q in zip(self.in_proj, self.quantizers)], dim=-1)
+        return torch.stack([q.neighbours(channels_first(p(zl)), k) for p, q in zip(self.in_proj, self.quantizers)],
+                           dim=-2)
 
     def restart_dead_codes(self) -> int:
         return sum(q.restart_dead_codes() for q in self.quantizers)

@@ -15,8 +15,8 @@ from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
 from .binary import BSQ
-from .perturb import perturb_binary
-from .vq import nearest, perturbed_lookup
+from .neighbours import binary_candidates
+from .vq import lookup_neighbours, nearest
 
 VAR_SCHEDULE = (1 / 16, 2 / 16, 3 / 16, 4 / 16, 5 / 16, 6 / 16, 8 / 16, 10 / 16, 13 / 16, 1.0)
 INFINITY_SCHEDULE = (1 / 64, 2 / 64, 4 / 64, 6 / 64, 8 / 64, 12 / 64, 16 / 64, 20 / 64, 24 / 64, 32 / 64,
@@ -130,19 +130,17 @@ class MultiScaleResidualVQ(Quantizer):
         ``(B, sum_{k>0} s_k^2, dim)`` channels last (VAR's ``idxBl_to_var_input``)."""
         return teacher_forcing(self, codes)
 
-    def perturb(self, z, alpha: float, delta: int, gen, scales: set[int] | None = None):
-        """Codes of every scale (or only ``scales``) perturbed; residuals follow the clean codes, so each
-        scale's candidates are the neighbours of the clean encoder's residual at that scale."""
+    def neighbours(self, z, k: int):
+        """Per scale, the neighbours of the residual left by the clean codes of the scales before it."""
         side = _square_side(z)
         sides = scale_sides(side, self.schedule)
-        rest, codes = z, []
-        for k, s in enumerate(sides):
+        rest, out = z, []
+        for i, s in enumerate(sides):
             r = channels_last(_down(rest, s))
             idx = nearest(r.reshape(-1, r.shape[-1]), self.embedding.weight).view(r.shape[:-1])
-            rest = rest - self._up(idx, k, len(sides), side)
-            hit = scales is None or k in scales
-            codes.append(perturbed_lookup(r, self.embedding.weight, alpha, delta, gen) if hit else idx)
-        return codes
+            rest = rest - self._up(idx, i, len(sides), side)
+            out.append(lookup_neighbours(r, self.embedding.weight, k))
+        return out
 
 
 class MultiScaleBSQ(Quantizer):
@@ -196,15 +194,14 @@ class MultiScaleBSQ(Quantizer):
         """Training: the input of every scale after the first, ``(B, sum_{k>0} s_k^2, bits)`` channels last."""
         return teacher_forcing(self, codes)
 
-    def perturb(self, z, alpha: float, delta: int, gen, scales: set[int] | None = None):
-        """Bits of every scale (or only ``scales``) perturbed; residuals follow the clean bits."""
+    def neighbours(self, z, k: int):
+        """Per scale, the bit flips of the residual left by the clean bits of the scales before it."""
         side = _square_side(z)
-        rest, codes = z, []
-        for k, s in enumerate(scale_sides(side, self.schedule)):
+        rest, out = z, []
+        for s in scale_sides(side, self.schedule):
             u, q, bits = self.bsq.quantize(channels_last(_down(rest, s)))
             rest = rest - self._up(q, side)
-            if scales is None or k in scales:
-                d = bits.shape[-1]
-                bits = perturb_binary(u.reshape(-1, d), bits.reshape(-1, d), alpha, delta, gen).view(bits.shape)
-            codes.append(bits)
-        return codes
+            d = bits.shape[-1]
+            cand = binary_candidates(u.reshape(-1, d), bits.reshape(-1, d), k)
+            out.append(cand.view(*bits.shape[:-1], *cand.shape[1:]))
+        return out

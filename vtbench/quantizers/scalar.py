@@ -7,10 +7,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through, zero_loss
-from .perturb import CONTINUOUS_STRENGTH, perturb_continuous, perturb_levels
+from .neighbours import level_candidates
 
 
 class FSQ(Quantizer):
@@ -42,11 +41,11 @@ class FSQ(Quantizer):
     def dequantize(self, codes):
         return channels_first((codes.float() - self.half_width) / self.half_width)
 
-    def perturb(self, z, alpha: float, delta: int, gen):
+    def neighbours(self, z, k: int):
         position = self._bounded(channels_last(z)) + self.half_width  # on the level axis: level i at i
         flat = position.reshape(-1, position.shape[-1])
-        codes = flat.round().long()
-        return perturb_levels(flat, codes, self.levels.long(), alpha, delta, gen).view(position.shape)
+        cand = level_candidates(flat, flat.round().long(), self.levels.long(), k)
+        return cand.view(*position.shape[:-1], *cand.shape[1:])
 
 
 class DimensionWiseQuantizer(Quantizer):
@@ -88,7 +87,7 @@ class DimensionWiseQuantizer(Quantizer):
     def dequantize(self, codes):
         return channels_first(self.points[codes] / self.STD_RANGE * self.value_range)
 
-    def perturb(self, z, alpha: float, delta: int, gen):
+    def neighbours(self, z, k: int):
         x = self._mapped(channels_last(z))
         codes = (x.unsqueeze(-1) - self.points).abs().argmin(-1)
         # the feature's fractional position on the level axis (points are not evenly spaced)
@@ -97,7 +96,8 @@ class DimensionWiseQuantizer(Quantizer):
         position = (hi - 1) + ((x - lo_p) / (hi_p - lo_p)).clamp(0, 1)
         n_levels = torch.full((codes.shape[-1],), len(self.points), device=codes.device)
         flat = codes.reshape(-1, codes.shape[-1])
-        return perturb_levels(position.reshape(flat.shape), flat, n_levels, alpha, delta, gen).view(codes.shape)
+        cand = level_candidates(position.reshape(flat.shape), flat, n_levels, k)
+        return cand.view(*codes.shape[:-1], *cand.shape[1:])
 
 
 def _truncated_normal_bin_means(n: int, limit: float) -> torch.Tensor:
@@ -160,7 +160,3 @@ class DiagonalGaussian(Quantizer):
 
     def dequantize(self, codes):
         return channels_first(codes)
-
-    def perturb(self, z, alpha: float, delta: int, gen, strength: float = CONTINUOUS_STRENGTH):
-        """Continuous: Gaussian noise on a fraction ``alpha`` of positions (``delta`` has no meaning here)."""
-        return channels_last(perturb_continuous(z.chunk(2, dim=1)[0], alpha, gen, strength))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
-from .perturb import perturb_nearest
+from .neighbours import nearest_candidates
 
 
 def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -22,11 +22,10 @@ def nearest(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return sq_distances(z, codebook).argmin(dim=1)
 
 
-def perturbed_lookup(z: torch.Tensor, codebook: torch.Tensor, alpha: float, delta: int, gen) -> torch.Tensor:
-    """pFID codes for channels-last features ``z`` (already in the lookup's space)."""
-    flat = z.reshape(-1, z.shape[-1])
-    d = sq_distances(flat, codebook)
-    return perturb_nearest(d, d.argmin(1), alpha, delta, gen).view(z.shape[:-1])
+def lookup_neighbours(z: torch.Tensor, codebook: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` nearest codes ``(*positions, k)`` of channels-last features ``z`` (in the lookup's space)."""
+    cand = nearest_candidates(sq_distances(z.reshape(-1, z.shape[-1]), codebook), k)
+    return cand.view(*z.shape[:-1], cand.shape[-1])
 
 
 class VectorQuantizer(Quantizer):
@@ -71,8 +70,8 @@ class VectorQuantizer(Quantizer):
     def dequantize(self, codes):
         return channels_first(F.embedding(codes, self.codebook()))
 
-    def perturb(self, z, alpha: float, delta: int, gen):
-        return perturbed_lookup(self._prepare(channels_last(z)), self.codebook(), alpha, delta, gen)
+    def neighbours(self, z, k: int):
+        return lookup_neighbours(self._prepare(channels_last(z)), self.codebook(), k)
 
     @torch.no_grad()
     def restart_dead_codes(self) -> int:
@@ -119,5 +118,5 @@ class FrozenCodebookVQ(Quantizer):
     def dequantize(self, codes):
         return channels_first(F.embedding(codes, self.codebook()))
 
-    def perturb(self, z, alpha: float, delta: int, gen):
-        return perturbed_lookup(channels_last(z), self.codebook(), alpha, delta, gen)
+    def neighbours(self, z, k: int):
+        return lookup_neighbours(channels_last(z), self.codebook(), k)

@@ -1,12 +1,20 @@
 """Tokenizer interface, registry and backends. Importing this package registers every backend."""
 
+from . import baselines, kl_vae, llamagen, mini  # noqa: F401  (registers the entries)
 from .base import Tokenizer, TokenizerInfo
 from .pretrained import from_pretrained, register_architecture, save_pretrained
-from .registry import (LoadedWeights, TokenizerEntry, create_tokenizer, get_entry, list_tokenizers, load_tokenizer,
-                       parse_spec, register_tokenizer)
+from .registry import (
+                       LoadedWeights,
+                       TokenizerEntry,
+                       create_tokenizer,
+                       get_entry,
+                       list_tokenizers,
+                       load_tokenizer,
+                       parse_spec,
+                       register_tokenizer,
+)
 from .tokens import TokenLayout, Tokens, pack, unpack
 from .weights import Checkpoint, WeightsUnavailable
-from . import baselines, kl_vae, llamagen, mini  # noqa: F401  (registers the entries)
 
 __all__ = ["Tokenizer", "TokenizerInfo", "Tokens", "TokenLayout", "TokenizerEntry", "LoadedWeights", "Checkpoint",
            "WeightsUnavailable", "register_tokenizer", "register_architecture", "load_tokenizer", "create_tokenizer",

@@ -127,24 +127,18 @@ class Tokenizer(nn.Module):
     def reconstruct(self, images: torch.Tensor, **decode_options) -> torch.Tensor:
         return self.decode(self.encode(images), **decode_options)
 
-    def encode_perturbed(self, images: torch.Tensor, alpha: float, delta: int, generator: torch.Generator,
-                         scales: set[int] | None = None) -> Tokens:
-        """Tokens with a fraction ``alpha`` of them moved to one of their ``delta`` nearest codes (pFID's
-        latent perturbation, defined in `vtbench.quantizers.perturb`); ``alpha = 0`` equals `encode`.
-        ``scales`` (multi-scale tokenizers only) limits the perturbation to those scale indices."""
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha is a fraction in [0, 1], got {alpha}")
-        if delta < 1:
-            raise ValueError(f"delta counts candidate codes and is at least 1, got {delta}")
-        if scales is not None and not self.info.multiscale:
-            raise ValueError(f"{self._name()} has one scale; per-scale perturbation is for multi-scale tokenizers")
-        images = self._checked(images)
-        tokens = self._perturb(self._to_native(images), alpha, delta, generator, scales)
-        return replace(tokens, order=self.info.order, latent_bits=self.info.latent_bits)
+    def encode_neighbours(self, images: torch.Tensor, k: int) -> tuple[Tokens, list[torch.Tensor]]:
+        """The tokens of ``images`` and, per scale, every token's ``k`` nearest codes in the quantizer's own
+        distance (layouts in `vtbench.quantizers.neighbours`): what pFID's perturbation draws from."""
+        if not self.info.discrete:
+            raise TypeError(f"{self._name()} is continuous; its latents have no neighbouring codes")
+        if k < 1:
+            raise ValueError(f"k counts candidate codes and is at least 1, got {k}")
+        tokens, candidates = self._neighbours(self._to_native(self._checked(images)), k)
+        return replace(tokens, order=self.info.order), candidates
 
-    def _perturb(self, x: torch.Tensor, alpha: float, delta: int, generator: torch.Generator,
-                 scales: set[int] | None) -> Tokens:
-        raise NotImplementedError(f"{type(self).__name__} does not implement latent perturbation (pFID)")
+    def _neighbours(self, x: torch.Tensor, k: int) -> tuple[Tokens, list[torch.Tensor]]:
+        raise NotImplementedError(f"{type(self).__name__} does not give neighbouring codes (pFID)")
 
     # --- the AR model's side ------------------------------------------------------------------------
     def unflat(self, seq: torch.Tensor, resolution: int | tuple[int, int] | None = None,
@@ -260,7 +254,8 @@ class Tokenizer(nn.Module):
         h, w = shapes[-1]
         expected = self.scale_shapes(h * i.downsample, w * i.downsample)
         if shapes != expected:
-            raise ValueError(f"{self._name()} expects scales {list(expected)} for a {h}x{w} final grid, got {list(shapes)}")
+            raise ValueError(f"{self._name()} expects scales {list(expected)} for a {h}x{w} final grid, "
+                             f"got {list(shapes)}")
 
     def _to_native(self, images: torch.Tensor) -> torch.Tensor:
         return images if self.info.input_range == "minus_one_one" else (images + 1) / 2
@@ -307,7 +302,8 @@ def _check_images(images: torch.Tensor) -> None:
     if images.shape[0] == 0:
         raise ValueError("expected at least one image, got an empty batch")
     if not images.is_floating_point():
-        raise TypeError(f"expected float images in [-1, 1], got dtype {images.dtype}; divide uint8 by 127.5 and subtract 1")
+        raise TypeError(f"expected float images in [-1, 1], got dtype {images.dtype}; "
+                        "divide uint8 by 127.5 and subtract 1")
     if not bool(torch.isfinite(images).all()):
         raise ValueError("images contain NaN or infinite values")
     lo, hi = float(images.min()), float(images.max())

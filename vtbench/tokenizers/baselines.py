@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..quantizers.perturb import perturb_levels
+from ..quantizers.neighbours import level_candidates
 from .base import Tokenizer, TokenizerInfo
 from .registry import register_tokenizer
 from .tokens import Tokens
@@ -39,11 +39,12 @@ class BicubicThumbnail(Tokenizer):
     def _encode(self, x):
         return Tokens((self._thumbnail(x).round().long(),), "levels", self.info.vocab_sizes)
 
-    def _perturb(self, x, alpha, delta, generator, scales):
+    def _neighbours(self, x, k):
         values = self._thumbnail(x)
         flat = values.reshape(-1, 3)
-        codes = perturb_levels(flat, flat.round().long(), torch.full((3,), self.top + 1), alpha, delta, generator)
-        return Tokens((codes.view(values.shape),), "levels", self.info.vocab_sizes)
+        cand = level_candidates(flat, flat.round().long(), torch.full((3,), self.top + 1), k)
+        codes = values.round().long()
+        return Tokens((codes,), "levels", self.info.vocab_sizes), [cand.view(*codes.shape[:-1], *cand.shape[1:])]
 
     def _decode(self, tokens):
         small = tokens.scales[0].movedim(-1, 1).float() / self.top

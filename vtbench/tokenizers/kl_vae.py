@@ -20,13 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quantizers.perturb import CONTINUOUS_STRENGTH, perturb_continuous
 from ..quantizers.scalar import GaussianPosterior
 from .base import Tokenizer, TokenizerInfo
 from .layers import Downsample, ResnetBlock, Upsample, group_norm
+from .pretrained import register_architecture
 from .registry import register_tokenizer
 from .tokens import Tokens
-from .pretrained import register_architecture
 from .weights import RANDOM_INIT, Checkpoint, HubFile, single_file
 
 SD_VAE_PAPER = "https://arxiv.org/abs/2112.10752"
@@ -158,8 +157,6 @@ class AutoencoderKL(Tokenizer):
     def _encode(self, x):
         return Tokens.from_latents(self._posterior(x).mean)
 
-    def _perturb(self, x, alpha, delta, generator, scales):
-        return Tokens.from_latents(perturb_continuous(self._posterior(x).mean, alpha, generator, CONTINUOUS_STRENGTH))
 
     def _decode(self, tokens):
         return self.decoder(self.post_quant_conv(tokens.latents))
@@ -187,7 +184,8 @@ _SD_CARD = "https://huggingface.co/stabilityai/sd-vae-ft-mse#evaluation"
 #: the published evaluation (COCO 2017 val, 256x256, 5000 images)
 SD_VAES = {
     "sd-vae-ft-mse": ("a1d993488569e928462932c8c38a0760b874d166399b14414135bd9c42df5815",
-                      "31f26fdeee1355a5c34592e401dd41e45d25a493", "MSE+LPIPS", {"rfid": 4.70, "psnr": 24.5, "ssim": 0.71}),
+                      "31f26fdeee1355a5c34592e401dd41e45d25a493", "MSE+LPIPS",
+                      {"rfid": 4.70, "psnr": 24.5, "ssim": 0.71}),
     "sd-vae-ft-ema": ("32db726da04f06c1b6b14c0043ce115cc87a501482945c5add89a40d838fcb46",
                       "f04b2c4b98319346dad8c65879f680b1997b204a", "L1+LPIPS, EMA weights",
                       {"rfid": 4.42, "psnr": 23.8, "ssim": 0.69}),

@@ -37,20 +37,26 @@ class ResnetBlock(nn.Module):
 
 
 class ConvAttnBlock(nn.Module):
-    """Single-head self-attention over all positions with 1x1-conv projections and a residual."""
+    """Single-head self-attention over all positions with 1x1-conv projections and a residual: separate
+    ``q``/``k``/``v`` convs (taming), or one ``qkv`` conv whose outputs are q, then k, then v (VAR)."""
 
-    def __init__(self, channels: int, groups: int = 32):
+    def __init__(self, channels: int, groups: int = 32, fused_qkv: bool = False):
         super().__init__()
         self.norm = group_norm(channels, groups)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
+        if fused_qkv:
+            self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        else:
+            self.q = nn.Conv2d(channels, channels, 1)
+            self.k = nn.Conv2d(channels, channels, 1)
+            self.v = nn.Conv2d(channels, channels, 1)
         self.proj_out = nn.Conv2d(channels, channels, 1)
+        self.fused_qkv = fused_qkv
 
     def forward(self, x):
         b, c, h, w = x.shape
         n = self.norm(x)
-        q, k, v = (proj(n).flatten(2).transpose(1, 2).unsqueeze(1) for proj in (self.q, self.k, self.v))
+        qkv = self.qkv(n).chunk(3, dim=1) if self.fused_qkv else (self.q(n), self.k(n), self.v(n))
+        q, k, v = (t.flatten(2).transpose(1, 2).unsqueeze(1) for t in qkv)
         out = F.scaled_dot_product_attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, h, w)
         return x + self.proj_out(out)
 

@@ -18,9 +18,9 @@ from torch import nn
 from .. import quantizers as Q
 from .base import Tokenizer, TokenizerInfo
 from .layers import ConvAttnBlock, Downsample, ResnetBlock, Upsample, group_norm
+from .pretrained import register_architecture
 from .registry import register_tokenizer
 from .tokens import Tokens
-from .pretrained import register_architecture
 from .weights import RANDOM_INIT, Checkpoint, HubFile, single_file
 
 PAPER = "https://arxiv.org/abs/2406.06525"
@@ -146,11 +146,14 @@ class LlamaGenVQ(Tokenizer):
         return self.quant_conv(self.encoder(x))
 
     def _encode(self, x):
-        return Tokens.from_indices(self.quantize(self.pre_quant(x)).codes, "index", self.info.vocab_sizes)
+        return self._encode_features(self.pre_quant(x))
 
-    def _perturb(self, x, alpha, delta, generator, scales):
-        codes = self.quantize.perturb(self.pre_quant(x), alpha, delta, generator)
-        return Tokens.from_indices(codes, "index", self.info.vocab_sizes)
+    def _neighbours(self, x, k):
+        z = self.pre_quant(x)
+        return self._encode_features(z), [self.quantize.neighbours(z, k)]
+
+    def _encode_features(self, z: torch.Tensor) -> Tokens:
+        return Tokens.from_indices(self.quantize(z).codes, "index", self.info.vocab_sizes)
 
     def _decode(self, tokens):
         return self.decoder(self.post_quant_conv(self.quantize.dequantize(tokens.indices)))
@@ -181,7 +184,8 @@ for _name, _v in VARIANTS.items():
         _name,
         weights={"hub": Checkpoint({"model": HubFile("FoundationVision/LlamaGen", _v["file"], sha256=_v["sha256"])},
                                    single_file(_official_checkpoint), license="MIT", published=_v["published"])},
-        description=f"LlamaGen VQ: 16384 codes of dim 8, cosine lookup, {_side}x{_side} tokens at 256 px (ImageNet c2i)",
+        description=f"LlamaGen VQ: 16384 codes of dim 8, cosine lookup, {_side}x{_side} tokens at 256 px "
+                    "(ImageNet c2i)",
     )(lambda _cfg=_v["config"], **kw: LlamaGenVQ(replace(_cfg, **kw)))
 
 

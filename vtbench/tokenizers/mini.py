@@ -25,8 +25,8 @@ from .. import quantizers as Q
 from .base import Tokenizer, TokenizerInfo
 from .layers import Downsample, ResnetBlock, Upsample
 from .mini1d import Mini1DConfig, Mini1DTokenizer
-from .registry import register_tokenizer
 from .pretrained import CONFIG_FILE, WEIGHTS_FILE, config_of, read_config, register_architecture
+from .registry import register_tokenizer
 from .tokens import Tokens
 from .weights import PACKAGE_WEIGHTS, Checkpoint, PackageFile, resolve
 
@@ -151,9 +151,10 @@ class MiniTokenizer(Tokenizer):
     def _encode(self, x):
         return self._tokens(self.quantizer(self.latents(x)).codes)
 
-    def _perturb(self, x, alpha, delta, generator, scales):
-        extra = {} if scales is None else {"scales": scales}
-        return self._tokens(self.quantizer.perturb(self.latents(x), alpha, delta, generator, **extra))
+    def _neighbours(self, x, k):
+        z = self.latents(x)
+        cand = self.quantizer.neighbours(z, k)
+        return self._tokens(self.quantizer(z).codes), cand if isinstance(cand, list) else [cand]
 
     def _decode(self, tokens):
         codes = list(tokens.scales) if tokens.multiscale else tokens.scales[0]

@@ -220,8 +220,10 @@ class Mini1DTokenizer(Tokenizer):
     def _encode(self, x):
         return self._tokens(self.quantize(self.latents(x)).codes)
 
-    def _perturb(self, x, alpha, delta, generator, scales):
-        return self._tokens(self.quantize.perturb(self.latents(x), alpha, delta, generator))
+    def _neighbours(self, x, k):
+        z = self.latents(x)
+        cand = self.quantize.neighbours(z, k)
+        return self._tokens(self.quantize(z).codes), [cand[:, :self.keep_tokens] if self.keep_tokens else cand]
 
     def _decode(self, tokens):
         """Ordered tokenizers decode a common prefix, or per-sample prefixes (``tokens.lengths``)."""

@@ -89,8 +89,8 @@ def build_from_config(data: dict) -> Tokenizer:
 
 def from_pretrained(folder: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
     """The tokenizer saved in ``folder``, loaded strictly and frozen (eval mode, no gradients)."""
-    from .registry import LoadedWeights
     from ..common import sha256_file
+    from .registry import LoadedWeights
 
     folder = Path(folder)
     tok = build_from_config(read_config(folder))

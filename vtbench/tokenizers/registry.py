@@ -19,9 +19,21 @@ from typing import Callable
 
 import torch
 
+from ..errors import UnknownName
 from .base import Tokenizer
-from .weights import (NO_WEIGHTS, RANDOM_INIT, Checkpoint, LocalFile, StateDictConverter, WeightSource,
-                      available_offline, load_strict, read_state_dict, resolve, single_file)
+from .weights import (
+    NO_WEIGHTS,
+    RANDOM_INIT,
+    Checkpoint,
+    LocalFile,
+    StateDictConverter,
+    WeightSource,
+    available_offline,
+    load_strict,
+    read_state_dict,
+    resolve,
+    single_file,
+)
 
 PLUGIN_GROUP = "vtbench.tokenizers"
 
@@ -95,7 +107,8 @@ def _load_plugins() -> None:
             if callable(obj):
                 obj()
         except Exception as e:  # a third party's bug must not take vtbench down
-            warnings.warn(f"tokenizer plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}")
+            warnings.warn(f"tokenizer plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}",
+                          stacklevel=2)
 
 
 def list_tokenizers(pattern: str = "*", *, available_only: bool = False, include_test: bool = True) -> list[str]:
@@ -114,7 +127,7 @@ def get_entry(name: str) -> TokenizerEntry:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"unknown tokenizer {name!r}{hint} (see `vtbench list tokenizers`)")
+        raise UnknownName(f"unknown tokenizer {name!r}{hint} (see `vtbench list tokenizers`)")
     return _REGISTRY[name]
 
 
@@ -124,7 +137,8 @@ def parse_spec(spec: str) -> tuple[TokenizerEntry, str]:
     entry = get_entry(name)
     tag = tag or entry.default_weights
     if tag not in entry.weights and tag != "random":
-        raise KeyError(f"tokenizer {name!r} has no weights {tag!r}; it has: {', '.join(entry.weights)} (and 'random')")
+        have = ", ".join(entry.weights)
+        raise UnknownName(f"tokenizer {name!r} has no weights {tag!r}; it has: {have} (and 'random')")
     return entry, tag
 
 

@@ -294,9 +294,7 @@ class Tokens:
 
     @property
     def bits_per_position(self) -> float:
-        if self.is_discrete:
-            return sum(math.log2(v) for v in self.vocab_sizes)
-        return self.components * self.latent_bits
+        return self.layout.bits_per_position
 
     @property
     def bits_per_image(self) -> float:

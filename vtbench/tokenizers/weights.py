@@ -27,12 +27,13 @@ from typing import Callable
 import torch
 
 from ..common import env_flag, sha256_file
+from ..errors import VtbenchError
 
 WEIGHTS_DIR_ENV = "VTBENCH_WEIGHTS_DIR"
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(VtbenchError, RuntimeError):
     """The weights file cannot be found here and cannot be fetched."""
 
 

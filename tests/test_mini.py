@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from vtbench.errors import VtbenchError
 from vtbench.tokenizers.mini import FAMILIES, MiniConfig, MiniTokenizer, build
 from vtbench.tokenizers.weights import load_strict
 from vtbench.train import TrainConfig, train
@@ -74,7 +75,7 @@ def test_training_data_rejects_a_changed_file(tmp_path):
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(p)
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps({"name": "m", "files": [{"path": str(p), "sha256": "0" * 64}]}))
-    with pytest.raises(ValueError, match="differs from the manifest"):
+    with pytest.raises(VtbenchError, match="differs from the manifest"):
         TrainingImages(str(manifest), synthetic=1)
 
 

@@ -16,6 +16,8 @@ import traceback
 import warnings
 from pathlib import Path
 
+from .errors import UnknownName
+
 MAX_RESOLUTION = 4096
 
 
@@ -178,7 +180,7 @@ def _cmd_weights(args) -> int:
     names = args.names or list(mw.WEIGHTS)
     unknown = [n for n in names if n not in mw.WEIGHTS]
     if unknown:
-        raise KeyError(f"unknown metric weights {', '.join(unknown)}; known: {', '.join(mw.WEIGHTS)}")
+        raise UnknownName(f"unknown metric weights {', '.join(unknown)}; known: {', '.join(mw.WEIGHTS)}")
     if args.action == "fetch":
         failed = 0
         for n in names:
@@ -207,7 +209,7 @@ def _cmd_train(args) -> int:
 
     name = args.tokenizer
     if not name.startswith("mini-"):
-        raise KeyError(f"vtbench trains the mini-zoo (mini-<family>), not {name!r}; see `vtbench list tokenizers`")
+        raise UnknownName(f"vtbench trains the mini-zoo (mini-<family>), not {name!r}; see `vtbench list tokenizers`")
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     cfg = TrainConfig(**overrides)
     if args.threads:
@@ -310,12 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that describe the user's input or machine: printed as one line. Anything else is a bug."""
-    from ._extras import MissingExtra
-    from .bench.metric_weights import MetricWeightsUnavailable
     from .errors import VtbenchError
-    from .tokenizers.weights import WeightsUnavailable
 
-    return VtbenchError, WeightsUnavailable, MetricWeightsUnavailable, MissingExtra, KeyError, ValueError, OSError
+    return VtbenchError, OSError
 
 
 def _kept(args) -> str:
@@ -344,6 +343,5 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         if args.debug:
             traceback.print_exc()
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"vtbench: error: {msg}", file=sys.stderr)
+        print(f"vtbench: error: {e}", file=sys.stderr)
         return 2

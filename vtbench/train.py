@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .bench.networks import lpips_network
 from .common import write_atomic
-from .errors import VtbenchError
+from .errors import UnknownName, VtbenchError
 from .tokenizers.base import Tokenizer
 from .tokenizers.mini import FAMILIES, Mini1DConfig, build, weights_dir
 from .training_data import TrainingImages
@@ -110,7 +110,7 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
           device: str | torch.device = "cpu") -> Path:
     """Train ``mini-<family>`` into ``out`` on ``device``; resumes from ``out/checkpoint.pt`` when it exists."""
     if family not in FAMILIES:
-        raise KeyError(f"unknown mini family {family!r}; families: {', '.join(FAMILIES)}")
+        raise UnknownName(f"unknown mini family {family!r}; families: {', '.join(FAMILIES)}")
     mcfg = FAMILIES[family]
     cfg = replace(cfg, crop=_crop(mcfg, cfg.crop))
     ckpt_path = out / "checkpoint.pt"
@@ -181,7 +181,8 @@ def training_loss(model: Tokenizer, perceptual, x: torch.Tensor, cfg: TrainConfi
 def _crop(mcfg, crop: int | None) -> int:
     if isinstance(mcfg, Mini1DConfig):  # fixed-resolution ViTs see whole training images at their resolution
         if crop not in (None, mcfg.resolution):
-            raise ValueError(f"mini-{mcfg.family} is fixed at {mcfg.resolution} px; it cannot train on {crop} px crops")
+            raise VtbenchError(f"mini-{mcfg.family} is fixed at {mcfg.resolution} px; "
+                               f"it cannot train on {crop} px crops")
         return mcfg.resolution
     return crop or 64
 

@@ -23,6 +23,7 @@ from .bench import builtin
 from .bench.datasets import IMAGE_SUFFIXES, find_manifest
 from .bench.image_files import read_image
 from .common import sha256_file, write_atomic
+from .errors import VtbenchError
 
 PACKAGES = {"plasma-workspace-wallpapers": "/usr/share/wallpapers", "mate-backgrounds": "/usr/share/backgrounds/mate"}
 SHORT_SIDE = 512  # photographs are kept in memory at this short side; crops then span 1/8 to 1/2 of it
@@ -123,7 +124,7 @@ class TrainingImages:
         if not p.is_file():
             raise FileNotFoundError(f"training image {p} is missing: {self.manifest.get('install', '')}")
         if sha256_file(p) != entry["sha256"]:
-            raise ValueError(f"training image {p} differs from the manifest (sha256); package version changed?")
+            raise VtbenchError(f"training image {p} differs from the manifest (sha256); package version changed?")
         return _fit_short_side(read_image(p)[0], SHORT_SIDE)
 
     def describe(self) -> dict:

@@ -278,7 +278,7 @@ def load_manifest(path: Path) -> Dataset:
         ds = FolderDataset(root, name=manifest["name"])
         ds.default_tasks = tuple(manifest.get("tasks", ds.default_tasks))
         return ds
-    raise ValueError(f"manifest {path} has unknown kind {kind!r} (expected 'hf' or 'folder')")
+    raise DatasetUnavailable(f"manifest {path} has unknown kind {kind!r} (expected 'hf' or 'folder')")
 
 
 def get_dataset(spec: str) -> Dataset:

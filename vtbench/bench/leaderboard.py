@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..common import write_atomic
+from ..errors import VtbenchError
 from .results import load_results, slug
 
 #: metric columns, in this order when present; others follow alphabetically
@@ -24,7 +25,7 @@ HIDDEN = {"encode_images_per_s", "decode_images_per_s", "token_perplexity", "bit
 BASELINES = {"ocr_baseline_cer": "OCR of the original images: CER", "ocr_baseline_word_accuracy": "word accuracy"}
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(VtbenchError, ValueError):
     pass
 
 

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from ..common import env_flag, sha256_bytes, sha256_file_cached, write_atomic
+from ..errors import VtbenchError
 
 CACHE_ENV = "VTBENCH_CACHE"
 NO_FETCH_ENV = "VTBENCH_NO_FETCH"
@@ -43,7 +44,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, "~/.cache/vtbench")).expanduser()
 
 
-class MetricWeightsUnavailable(RuntimeError):
+class MetricWeightsUnavailable(VtbenchError, RuntimeError):
     pass
 
 

@@ -31,6 +31,7 @@ import PIL
 import torch
 
 from ..common import sha256_bytes, sha256_file, write_atomic
+from ..errors import VtbenchError
 
 SCHEMA = "vtbench.result/2"
 
@@ -133,7 +134,7 @@ def stored_result(path: Path, planned: dict, settings: Iterable[str], fingerprin
     return old, ""
 
 
-class ResultError(ValueError):
+class ResultError(VtbenchError, ValueError):
     """A file under the results folder is not a vtbench result it can use."""
 
 

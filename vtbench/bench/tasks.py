@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import UnknownName
 from .metrics import GMSD, PSNR, SSIM, HighFrequencyEnergy, Metric, Throughput, TokenStats
 from .perceptual import FID, LPIPS
 from .pfid import PFID
@@ -47,5 +48,5 @@ METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, LPIPS, FID, 
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+        raise UnknownName(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
     return TASKS[name]

@@ -12,7 +12,6 @@ and its hash, seed, final losses, wall time, machine).
 from __future__ import annotations
 
 import io
-import json
 import math
 import pickle
 import platform
@@ -33,6 +32,7 @@ from .common import write_atomic
 from .errors import UnknownName, VtbenchError
 from .tokenizers.base import Tokenizer
 from .tokenizers.mini import FAMILIES, Mini1DConfig, build, weights_dir
+from .tokenizers.pretrained import save_pretrained
 from .training_data import TrainingImages
 
 CHECKPOINT_KEYS = ("model", "optimizer", "step", "history", "torch_rng", "data_rng")  # and "runs" (not in older ones)
@@ -63,15 +63,6 @@ def _lr(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
-
-
-def save_model(model: Tokenizer, out: Path, record: dict) -> None:
-    from safetensors.torch import save
-
-    state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
-    write_atomic(out / "model.safetensors", save(state))
-    write_atomic(out / "config.json", json.dumps({"model": asdict(model.cfg), **record}, indent=2) + "\n")
 
 
 @torch.no_grad()
@@ -165,7 +156,7 @@ def train(family: str, out: Path, cfg: TrainConfig = TrainConfig(), progress: bo
     final = {k: float(np.mean([r[k] for r in recent])) for k in ("loss", "l1", "lpips", "quant")}
     record = _record(cfg, data, final, started, history, device)
     record["runs"] = runs
-    save_model(model.eval(), out, record)
+    save_pretrained(model.eval(), out, record, dtype=torch.float16)
     return out
 
 
@@ -204,7 +195,7 @@ def _post_training(model, data, cfg, out, started) -> Path:
     fit_post_training(model, data, cfg)
     record = _record(cfg, data, {}, started, [])
     record["post_training"] = {"from": "mini-kl", "value_range": float(model.quantizer.value_range)}
-    save_model(model, out, record)
+    save_pretrained(model, out, record, dtype=torch.float16)
     return out
 
 

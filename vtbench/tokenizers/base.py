@@ -102,8 +102,11 @@ class Tokenizer(nn.Module):
         """The tokens of one image at ``resolution`` (an int for square, or (height, width))."""
         h, w = _size(resolution if resolution is not None else self.info.resolution)
         self.check_size(h, w)
+        return self._layout_at(h, w)
+
+    def _layout_at(self, height: int, width: int) -> TokenLayout:
         i = self.info
-        return TokenLayout(i.kind, i.vocab_sizes, self.scale_shapes(h, w), i.spatial_dims, i.multiscale,
+        return TokenLayout(i.kind, i.vocab_sizes, self.scale_shapes(height, width), i.spatial_dims, i.multiscale,
                            i.latent_channels, i.order, i.latent_bits)
 
     # --- encode / decode ----------------------------------------------------------------------------
@@ -271,8 +274,7 @@ class Tokenizer(nn.Module):
         side = 1
         while True:
             size = side * i.downsample
-            lay = TokenLayout(i.kind, i.vocab_sizes, self.scale_shapes(size, size), i.spatial_dims, i.multiscale,
-                              i.latent_channels, i.order, i.latent_bits)
+            lay = self._layout_at(size, size)
             if lay.seq_len == length:
                 self.check_size(size, size)
                 return lay

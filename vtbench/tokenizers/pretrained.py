@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from ..common import write_atomic
+from ..common import sha256_file, write_atomic
 from .base import Tokenizer
 from .weights import WeightsUnavailable, load_strict, read_state_dict
 
@@ -89,8 +89,7 @@ def build_from_config(data: dict) -> Tokenizer:
 
 def from_pretrained(folder: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
     """The tokenizer saved in ``folder``, loaded strictly and frozen (eval mode, no gradients)."""
-    from ..common import sha256_file
-    from .registry import LoadedWeights
+    from .registry import LoadedWeights  # the registry imports this module
 
     folder = Path(folder)
     tok = build_from_config(read_config(folder))

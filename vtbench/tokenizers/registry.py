@@ -193,7 +193,7 @@ def _user_checkpoint(entry: TokenizerEntry, template: Checkpoint, weights) -> Ch
     """The entry's default checkpoint with the user's file(s) in place of the published ones."""
     paths = weights if isinstance(weights, dict) else {"model": weights}
     roles = set(template.files)
-    if template.source in (NO_WEIGHTS,):
+    if template.source is NO_WEIGHTS:
         raise ValueError(f"{entry.name} has no weights to replace")
     if template.source is RANDOM_INIT:
         roles = {"model"}

@@ -5,6 +5,7 @@ official weights cannot be downloaded here, are built at a tiny config of the sa
 """
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from safetensors.torch import save_file
 import vtbench
 from vtbench.tokenizers import Tokens, create_tokenizer, get_entry, list_tokenizers, load_tokenizer, pack, unpack
 from vtbench.tokenizers.registry import _REGISTRY
+from vtbench.tokenizers.taming import TamingConfig
 
 #: tiny configs of the ports (every entry whose weights are not shipped needs one here)
 TINY = {
@@ -23,6 +25,21 @@ TINY = {
 }
 TINY["llamagen-vq8"] = TINY["llamagen-vq16"]
 TINY["sd-vae-ft-ema"] = TINY["sd-vae-ft-mse"]
+_TINY_TAMING = TamingConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(16,), resolution=64,
+                            z_channels=8)
+TINY["var-vqvae"] = dict(taming=replace(_TINY_TAMING, attention="fused"), vocab_size=64,
+                         patch_nums=((1, 2, 3, 4, 6, 8), (1, 2, 4, 6, 10, 16)), resolution=64)
+TINY["vqgan-lc-f16"] = dict(taming=_TINY_TAMING, embed_dim=8, codebook_size=300, feature_dim=16, resolution=64)
+TINY["vqgan-lc-f8"] = {**TINY["vqgan-lc-f16"], "embed_dim": 4}  # the released variants differ in it
+TINY["mar-kl16"] = dict(taming=replace(_TINY_TAMING, double_z=True, decoder_attn_resolutions=()), resolution=64)
+TINY["tokenbridge-kl16"] = {**TINY["mar-kl16"], "channel_order": (3, 1, 6, 0, 7, 2, 5, 4)}
+for _v in ("dual", "triple"):
+    TINY[f"fqgan-{_v}-16"] = dict(variant=_v, codebook_size=64, codebook_embed_dim=4, ch=32, ch_mult=(1, 2),
+                                  num_res_blocks=1, z_channels=32, adapter_layers=1, adapter_heads=2, resolution=32)
+    TINY[f"fqgan-{_v}-8"] = TINY[f"fqgan-{_v}-16"]
+for _d in ("16", "24", "32", "64", "32reg"):  # stride 2: 64 px is final side 32 (10 scales), 32 px side 16 (7)
+    TINY[f"infinity-vae-d{_d}"] = dict(taming=TamingConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
+                                                           mid_attention=False, z_channels=8), resolution=64)
 
 
 def _tokenizer(name: str):

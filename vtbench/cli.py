@@ -97,8 +97,10 @@ def _cmd_list(args) -> int:
             e = get_entry(name)
             status = "test fixture (random)" if e.test_only else (
                 "available" if e.available_offline() else "needs weights")
-            rows.append((name, ",".join(e.weights), status, e.description))
-        _print_table(("name", "weights", "status", "description"), rows)
+            checkpoint = e.weights[e.default_weights]
+            rows.append((name, ",".join(e.weights), status, _files(checkpoint), _published(checkpoint.published),
+                         e.description))
+        _print_table(("name", "weights", "status", "default file", "published", "description"), rows)
     elif what == "datasets":
         rows = [("builtin", "builtin", datasets.BuiltinDataset.description)]
         rows += [(n, "manifest", str(datasets.find_manifest(n))) for n in datasets.list_manifests()]
@@ -110,6 +112,28 @@ def _cmd_list(args) -> int:
         rows = [(t.name, t.subset, t.description) for t in TASKS.values()]
         _print_table(("name", "builtin subset", "description"), rows)
     return 0
+
+
+def _files(checkpoint) -> str:
+    """The default weights' files; a released file without a sha256 pin says so."""
+    from .tokenizers.weights import HubFile, ManualFile
+
+    def one(src) -> str:
+        unpinned = isinstance(src, (HubFile, ManualFile)) and not src.sha256
+        return src.describe() + (" (unpinned)" if unpinned else "")
+
+    return ", ".join(one(src) for src in checkpoint.files.values())
+
+
+_FIGURES = {"rfid": "rFID", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS"}
+
+
+def _published(figures: dict) -> str:
+    """The authors' figures for the default weights, e.g. "rFID 2.19 (ImageNet val, 256x256)"."""
+    shown = [f"{_FIGURES.get(k, k)} {v}" for k, v in figures.items() if isinstance(v, (int, float))]
+    if not shown:
+        return figures.get("note", "")
+    return ", ".join(shown) + (f" ({figures['dataset']})" if "dataset" in figures else "")
 
 
 def _print_table(header, rows) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
 from .binary import BSQ
 from .neighbours import binary_candidates
-from .vq import lookup_neighbours, nearest
+from .vq import lookup_neighbours, nearest, sq_distances
 
 VAR_SCHEDULE = (1 / 16, 2 / 16, 3 / 16, 4 / 16, 5 / 16, 6 / 16, 8 / 16, 10 / 16, 13 / 16, 1.0)
 INFINITY_SCHEDULE = (1 / 64, 2 / 64, 4 / 64, 6 / 64, 8 / 64, 12 / 64, 16 / 64, 20 / 64, 24 / 64, 32 / 64,
@@ -70,13 +70,17 @@ class Phi(nn.Module):
 class MultiScaleResidualVQ(Quantizer):
     """VAR: one shared codebook (l2 lookup) over a pyramid of scales, bicubic upsampling, and ``phis``
     refinement convs shared across scales (scale k uses the phi whose tick in linspace(1/(3n), 1-1/(3n))
-    is nearest to k/(K-1); VAR uses 4 ticks at 1/12 .. 11/12). Loss per scale on the running sum
+    is nearest to k/(K-1), compared in float32: at 10 scales that gives phis 0,0,0,1,1,2,2,2,3,3 where VAR's
+    float64 rule gives 0,0,1,1,1,2,2,3,3,3; the mini-zoo was trained with this one, the VAR port in
+    `vtbench.tokenizers.var` overrides `_phi` with VAR's). Loss per scale on the running sum
     ``f_hat``: ``beta ||sg(f_hat) - f||^2 + ||f_hat - sg(f)||^2``, averaged over scales; straight-through.
     Feature maps must be square.
     Codes: a list of ``(B, s_k, s_k)`` index maps."""
 
     kind = "index"
     multiscale = True
+    #: the lookup's squared-l2 arithmetic ``(N, D), (K, D) -> (N, K)``
+    distances = staticmethod(sq_distances)
 
     def __init__(self, dim: int, codebook_size: int, schedule: tuple[float, ...] = VAR_SCHEDULE, phis: int = 4,
                  beta: float = 0.25):
@@ -85,11 +89,20 @@ class MultiScaleResidualVQ(Quantizer):
         self.embedding = nn.Embedding(codebook_size, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
         self.phi = nn.ModuleList([Phi(dim) for _ in range(phis)])
-        self.register_buffer("ticks", torch.linspace(1 / (3 * phis), 1 - 1 / (3 * phis), phis), persistent=False)
+        ticks = torch.linspace(1 / (3 * phis), 1 - 1 / (3 * phis), phis) if phis else torch.zeros(0)
+        self.register_buffer("ticks", ticks, persistent=False)
         self.schedule, self.beta = tuple(schedule), beta
 
-    def _phi(self, k: int, n: int) -> Phi:
+    def _phi(self, k: int, n: int) -> nn.Module:
         return self.phi[int((self.ticks - k / max(n - 1, 1)).abs().argmin())]
+
+    def sides_for(self, side: int) -> list[int]:
+        """Token-map sides, coarse to fine, for a final side."""
+        return scale_sides(side, self.schedule)
+
+    def _nearest(self, r: torch.Tensor) -> torch.Tensor:
+        """Codes of channels-last residuals ``(B, s, s, C)``."""
+        return nearest(r.reshape(-1, r.shape[-1]), self.embedding.weight, self.distances).view(r.shape[:-1])
 
     def _up(self, codes: torch.Tensor, k: int, n: int, side: int) -> torch.Tensor:
         h = channels_first(self.embedding(codes))
@@ -99,12 +112,12 @@ class MultiScaleResidualVQ(Quantizer):
 
     def forward(self, z):
         side = _square_side(z)
-        sides = scale_sides(side, self.schedule)
+        sides = self.sides_for(side)
         f_hat, rest = torch.zeros_like(z), z.detach().clone()
         codes, losses = [], []
         for k, s in enumerate(sides):
             r = channels_last(_down(rest, s))
-            idx = nearest(r.reshape(-1, r.shape[-1]), self.embedding.weight).view(r.shape[:-1])
+            idx = self._nearest(r)
             h = self._up(idx, k, len(sides), side)
             f_hat = f_hat + h
             rest = rest - h.detach()
@@ -133,13 +146,13 @@ class MultiScaleResidualVQ(Quantizer):
     def neighbours(self, z, k: int):
         """Per scale, the neighbours of the residual left by the clean codes of the scales before it."""
         side = _square_side(z)
-        sides = scale_sides(side, self.schedule)
+        sides = self.sides_for(side)
         rest, out = z, []
         for i, s in enumerate(sides):
             r = channels_last(_down(rest, s))
-            idx = nearest(r.reshape(-1, r.shape[-1]), self.embedding.weight).view(r.shape[:-1])
+            idx = self._nearest(r)
             rest = rest - self._up(idx, i, len(sides), side)
-            out.append(lookup_neighbours(r, self.embedding.weight, k))
+            out.append(lookup_neighbours(r, self.embedding.weight, k, self.distances))
         return out
 
 
@@ -158,6 +171,10 @@ class MultiScaleBSQ(Quantizer):
         self.vocab_sizes = self.bsq.vocab_sizes
         self.schedule = tuple(schedule)
 
+    def sides_for(self, side: int) -> list[int]:
+        """Token-map sides, coarse to fine, for a final side."""
+        return scale_sides(side, self.schedule)
+
     @staticmethod
     def _up(q: torch.Tensor, side: int) -> torch.Tensor:
         q = channels_first(q)
@@ -165,7 +182,7 @@ class MultiScaleBSQ(Quantizer):
 
     def forward(self, z):
         side = _square_side(z)
-        sides = scale_sides(side, self.schedule)
+        sides = self.sides_for(side)
         f_hat, rest = torch.zeros_like(z), z
         codes, losses = [], []
         for s in sides:
@@ -198,7 +215,7 @@ class MultiScaleBSQ(Quantizer):
         """Per scale, the bit flips of the residual left by the clean bits of the scales before it."""
         side = _square_side(z)
         rest, out = z, []
-        for s in scale_sides(side, self.schedule):
+        for s in self.sides_for(side):
             u, q, bits = self.bsq.quantize(channels_last(_down(rest, s)))
             rest = rest - self._up(q, side)
             d = bits.shape[-1]

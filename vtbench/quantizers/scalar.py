@@ -81,11 +81,14 @@ class DimensionWiseQuantizer(Quantizer):
         zl = channels_last(z)
         x = self._mapped(zl)
         codes = (x.unsqueeze(-1) - self.points).abs().argmin(-1)
-        q = self.points[codes] / self.STD_RANGE * self.value_range
-        return Quantized(channels_first(straight_through(zl, q)), codes, zero_loss(z))
+        return Quantized(channels_first(straight_through(zl, self._values(codes))), codes, zero_loss(z))
+
+    def _values(self, codes: torch.Tensor) -> torch.Tensor:
+        """Level indices -> values in the latent's range (the inverse of `_mapped` at the points)."""
+        return self.points[codes] / self.STD_RANGE * self.value_range
 
     def dequantize(self, codes):
-        return channels_first(self.points[codes] / self.STD_RANGE * self.value_range)
+        return channels_first(self._values(codes))
 
     def neighbours(self, z, k: int):
         x = self._mapped(channels_last(z))
@@ -101,7 +104,13 @@ class DimensionWiseQuantizer(Quantizer):
 
 
 def _truncated_normal_bin_means(n: int, limit: float) -> torch.Tensor:
-    """Means of a standard normal within each of n equal-probability bins, the outer bins cut at +-limit."""
+    """Means of a standard normal within each of n equal-probability bins, the outer bins cut at +-limit.
+    Computed on the CPU (constants, also when a model is built on the meta device)."""
+    with torch.device("cpu"):
+        return _bin_means(n, limit)
+
+
+def _bin_means(n: int, limit: float) -> torch.Tensor:
     normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
     edges = normal.icdf(torch.linspace(0, 1, n + 1, dtype=torch.float64)[1:-1])
     edges = torch.cat([torch.tensor([-limit], dtype=torch.float64), edges, torch.tensor([limit], dtype=torch.float64)])

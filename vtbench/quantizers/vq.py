@@ -3,12 +3,21 @@ behind a trainable projector (VQGAN-LC)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantized, Quantizer, channels_first, channels_last, straight_through
 from .neighbours import nearest_candidates
+
+#: most bytes of (rows x codes) float32 distance matrices a lookup holds at once, intermediates included (the l2
+#: sum keeps three alive); larger batches are cut into row chunks
+LOOKUP_BUDGET_BYTES = 256 * 2**20
+_LIVE_MATRICES = 3
+
+Distances = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -17,14 +26,24 @@ def sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return (z.pow(2).sum(1, keepdim=True) + codebook.pow(2).sum(1)) - 2 * (z @ codebook.t())
 
 
-def nearest(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the codebook row nearest in squared l2 to each row of ``z`` (N, D)."""
-    return sq_distances(z, codebook).argmin(dim=1)
+def _row_chunks(z: torch.Tensor, codes: int, max_bytes: int | None) -> tuple[torch.Tensor, ...]:
+    rows = max(1, (max_bytes or LOOKUP_BUDGET_BYTES) // (4 * codes * _LIVE_MATRICES))
+    return z.split(rows) if len(z) > rows else (z,)
 
 
-def lookup_neighbours(z: torch.Tensor, codebook: torch.Tensor, k: int) -> torch.Tensor:
+def nearest(z: torch.Tensor, codebook: torch.Tensor, distances: Distances = sq_distances,
+            max_bytes: int | None = None) -> torch.Tensor:
+    """Index of the codebook row nearest to each row of ``z`` (N, D), by ``distances`` (squared l2), never
+    holding more than ``max_bytes`` (default `LOOKUP_BUDGET_BYTES`) of distances at once."""
+    return torch.cat([distances(c, codebook).argmin(dim=1) for c in _row_chunks(z, len(codebook), max_bytes)])
+
+
+def lookup_neighbours(z: torch.Tensor, codebook: torch.Tensor, k: int, distances: Distances = sq_distances,
+                      max_bytes: int | None = None) -> torch.Tensor:
     """The ``k`` nearest codes ``(*positions, k)`` of channels-last features ``z`` (in the lookup's space)."""
-    cand = nearest_candidates(sq_distances(z.reshape(-1, z.shape[-1]), codebook), k)
+    flat = z.reshape(-1, z.shape[-1])
+    cand = torch.cat([nearest_candidates(distances(c, codebook), k)
+                      for c in _row_chunks(flat, len(codebook), max_bytes)])
     return cand.view(*z.shape[:-1], cand.shape[-1])
 
 

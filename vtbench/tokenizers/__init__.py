@@ -1,6 +1,6 @@
 """Tokenizer interface, registry and backends. Importing this package registers every backend."""
 
-from . import baselines, kl_vae, llamagen, mini  # noqa: F401  (registers the entries)
+from . import baselines, fqgan, infinity, kl_vae, llamagen, mar, mini, var, vqgan_lc  # noqa: F401  (registers the entries)
 from .base import Tokenizer, TokenizerInfo
 from .pretrained import from_pretrained, register_architecture, save_pretrained
 from .registry import (

@@ -272,17 +272,20 @@ class Tokenizer(nn.Module):
         if i.spatial_dims == 1:
             return self.layout()
         side = 1
-        while True:
+        while side * side <= length:  # the final grid alone has side^2 positions
             size = side * i.downsample
+            try:
+                self.check_size(size, size)
+            except ValueError:
+                side += 1
+                continue
             lay = self._layout_at(size, size)
             if lay.seq_len == length:
-                self.check_size(size, size)
                 return lay
-            if lay.seq_len > length:
-                native = self.layout().seq_len
-                raise ValueError(f"no square input size gives {length} tokens for {self._name()} (at its native "
-                                 f"{i.resolution} px it has {native}); pass resolution=")
             side += 1
+        native = self.layout().seq_len
+        raise ValueError(f"no square input size gives {length} tokens for {self._name()} (at its native "
+                         f"{i.resolution} px it has {native}); pass resolution=")
 
 
 def _size(resolution: int | tuple[int, int]) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""Conv building blocks shared by the taming-transformers lineage (VQGAN, LlamaGen, VAR, SD's VAE).
+"""Building blocks shared by the taming-transformers lineage (VQGAN, LlamaGen, VAR, SD's VAE), and the
+CLIP-style transformer block of the ViT tokenizers and FQGAN's adapters.
 
 Attribute names follow the official code of those models, so their checkpoints load strictly. The
 only naming difference between lineages, the 1x1 shortcut of a resnet block that changes width
@@ -7,6 +8,7 @@ only naming difference between lineages, the 1x1 shortcut of a resnet block that
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -81,3 +83,23 @@ class Upsample(nn.Module):
 
     def forward(self, x):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-norm transformer block (TiTok/CLIP layout: ln_1, attn, ln_2, mlp.c_fc, mlp.c_proj)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(width)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("c_fc", nn.Linear(width, hidden))
+        self.mlp.add_module("gelu", nn.GELU())
+        self.mlp.add_module("c_proj", nn.Linear(hidden, width))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+        return x + self.mlp(self.ln_2(x))

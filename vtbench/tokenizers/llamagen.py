@@ -38,7 +38,7 @@ class VQConfig:
     resolution: int = 256
 
 
-class _Stage(nn.Module):
+class Stage(nn.Module):
     """One resolution level: resnet blocks (each followed by attention at the lowest level), then resampling."""
 
     def __init__(self, cin: int, cout: int, blocks: int, attention: bool, resample: str | None):
@@ -61,32 +61,43 @@ class _Stage(nn.Module):
         return x
 
 
-def _mid(ch: int) -> nn.ModuleList:
+def mid_blocks(ch: int) -> nn.ModuleList:
     return nn.ModuleList([ResnetBlock(ch, ch), ConvAttnBlock(ch), ResnetBlock(ch, ch)])
 
 
-class Encoder(nn.Module):
+class EncoderTrunk(nn.Module):
+    """``conv_in``, the down ``conv_blocks`` and ``mid``: everything of the encoder before its output head."""
+
     def __init__(self, cfg: VQConfig):
         super().__init__()
         widths = [cfg.ch * m for m in cfg.ch_mult]
         last = len(widths) - 1
+        self.width = widths[-1]
         self.conv_in = nn.Conv2d(3, cfg.ch, 3, padding=1)
         self.conv_blocks = nn.ModuleList(
-            _Stage(cfg.ch if i == 0 else widths[i - 1], widths[i], cfg.num_res_blocks, attention=i == last,
-                   resample="down" if i != last else None)
+            Stage(cfg.ch if i == 0 else widths[i - 1], widths[i], cfg.num_res_blocks, attention=i == last,
+                  resample="down" if i != last else None)
             for i in range(len(widths))
         )
-        self.mid = _mid(widths[-1])
-        self.norm_out = group_norm(widths[-1])
-        self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 3, padding=1)
+        self.mid = mid_blocks(widths[-1])
 
-    def forward(self, x):
+    def trunk(self, x):
         x = self.conv_in(x)
         for stage in self.conv_blocks:
             x = stage(x)
         for block in self.mid:
             x = block(x)
-        return self.conv_out(F.silu(self.norm_out(x)))
+        return x
+
+
+class Encoder(EncoderTrunk):
+    def __init__(self, cfg: VQConfig):
+        super().__init__(cfg)
+        self.norm_out = group_norm(self.width)
+        self.conv_out = nn.Conv2d(self.width, cfg.z_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv_out(F.silu(self.norm_out(self.trunk(x))))
 
 
 class Decoder(nn.Module):
@@ -95,10 +106,10 @@ class Decoder(nn.Module):
         widths = [cfg.ch * m for m in reversed(cfg.ch_mult)]  # lowest resolution first
         last = len(widths) - 1
         self.conv_in = nn.Conv2d(cfg.z_channels, widths[0], 3, padding=1)
-        self.mid = _mid(widths[0])
+        self.mid = mid_blocks(widths[0])
         self.conv_blocks = nn.ModuleList(
-            _Stage(widths[max(i - 1, 0)], widths[i], cfg.num_res_blocks + 1, attention=i == 0,
-                   resample="up" if i != last else None)
+            Stage(widths[max(i - 1, 0)], widths[i], cfg.num_res_blocks + 1, attention=i == 0,
+                  resample="up" if i != last else None)
             for i in range(len(widths))
         )
         self.norm_out = group_norm(widths[-1])

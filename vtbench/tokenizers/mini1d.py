@@ -26,6 +26,7 @@ from torch import nn
 
 from .. import quantizers as Q
 from .base import Tokenizer, TokenizerInfo
+from .layers import ResidualAttentionBlock
 from .tokens import Tokens
 
 
@@ -44,26 +45,6 @@ class Mini1DConfig:
     ordered: bool = False  # FlexTok: causal register mask + nested dropout
     paper: str = ""
     notes: str = ""
-
-
-class ResidualAttentionBlock(nn.Module):
-    """Pre-norm transformer block (TiTok/CLIP layout: ln_1, attn, ln_2, mlp.c_fc, mlp.c_proj)."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(width)
-        hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential()
-        self.mlp.add_module("c_fc", nn.Linear(width, hidden))
-        self.mlp.add_module("gelu", nn.GELU())
-        self.mlp.add_module("c_proj", nn.Linear(hidden, width))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-        return x + self.mlp(self.ln_2(x))
 
 
 def _param(*shape: int, width: int) -> nn.Parameter:

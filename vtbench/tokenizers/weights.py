@@ -5,6 +5,8 @@ A registry entry names one `WeightSource` per weights tag:
 * `HubFile`: a file on the Hugging Face Hub, pinned by sha256. Looked up, in order, in
   ``$VTBENCH_WEIGHTS_DIR`` (as ``<dir>/<repo_id>/<filename>`` or ``<dir>/<filename>``), in the local
   huggingface_hub cache, and only then downloaded (never when ``HF_HUB_OFFLINE=1``).
+* `ManualFile`: a file released outside the Hub (e.g. on Google Drive) that the user downloads by hand into
+  ``$VTBENCH_WEIGHTS_DIR``; never downloaded by vtbench.
 * `PackageFile`: a file shipped inside the vtbench package (the tokenizers vtbench trains itself).
 * `LocalFile`: any path on disk.
 * `NO_WEIGHTS`: parameter-free tokenizers (baselines).
@@ -37,6 +39,10 @@ class WeightsUnavailable(VtbenchError, RuntimeError):
     """The weights file cannot be found here and cannot be fetched."""
 
 
+class WeightsMismatch(VtbenchError, RuntimeError):
+    """A weights file that does not fit the architecture it was loaded into (another variant, another model)."""
+
+
 @dataclass(frozen=True)
 class HubFile:
     repo_id: str
@@ -46,6 +52,16 @@ class HubFile:
 
     def describe(self) -> str:
         return f"hf://{self.repo_id}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class ManualFile:
+    filename: str
+    url: str  # where the authors release it
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.filename} (from {self.url})"
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,7 @@ class _Marker:
 
 NO_WEIGHTS = _Marker("none")
 RANDOM_INIT = _Marker("random")
-WeightSource = HubFile | PackageFile | LocalFile | _Marker
+WeightSource = HubFile | ManualFile | PackageFile | LocalFile | _Marker
 
 StateDictConverter = Callable[[dict], dict[str, torch.Tensor]]
 
@@ -160,6 +176,8 @@ def find_local(src: WeightSource) -> Path | None:
             if p.is_file():
                 return p
         return _hub_cache_path(src)
+    if isinstance(src, ManualFile):
+        return next((p for p in (d / src.filename for d in _weights_dirs()) if p.is_file()), None)
     return None
 
 
@@ -179,6 +197,15 @@ def _missing_message(src: WeightSource, why: str) -> str:
             f"with network access and put it in a folder named by ${WEIGHTS_DIR_ENV} "
             f"(as <dir>/{src.repo_id}/{src.filename} or <dir>/{src.filename}), "
             f"or run once online so huggingface_hub caches it"
+            + (f"; expected sha256 {src.sha256}" if src.sha256 else "")
+        )
+    if isinstance(src, ManualFile):
+        looked = [str(d / src.filename) for d in _weights_dirs()] or [f"${WEIGHTS_DIR_ENV} (not set)"]
+        return (
+            f"weights {src.filename} are not available: {why}\n"
+            f"  looked in: {', '.join(looked)}\n"
+            f"  to fix: download '{src.filename}' by hand from {src.url} (the authors' release; vtbench does not "
+            f"download it) and put it in a folder named by ${WEIGHTS_DIR_ENV}"
             + (f"; expected sha256 {src.sha256}" if src.sha256 else "")
         )
     return f"weights {src.describe()} are not available: {why}"
@@ -262,5 +289,5 @@ def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], ori
 
         parts = [f"{name}: {head(items)}" for name, items in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if items]
-        raise RuntimeError(f"weights from {origin} do not fit {type(model).__name__}:\n  " + "\n  ".join(parts))
+        raise WeightsMismatch(f"weights from {origin} do not fit {type(model).__name__}:\n  " + "\n  ".join(parts))
     model.load_state_dict(state_dict, strict=True)

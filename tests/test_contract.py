@@ -40,6 +40,20 @@ for _v in ("dual", "triple"):
 for _d in ("16", "24", "32", "64", "32reg"):  # stride 2: 64 px is final side 32 (10 scales), 32 px side 16 (7)
     TINY[f"infinity-vae-d{_d}"] = dict(taming=TamingConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
                                                            mid_attention=False, z_channels=8), resolution=64)
+# 18 bits as released (the AR model's sub-tokens are 6 + 12); 32 px: 8x8 (f4) and 16x16 (f2) positions
+TINY["open-magvit2-256"] = dict(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, resolution=32)
+TINY["open-magvit2-128"] = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, resolution=32)
+TINY["bsq-vit-b18"] = dict(bits=6, resolution=32, width=32, layers=1, heads=2, ffn_width=64)  # 4x4 positions
+TINY["bsq-vit-b36"] = {**TINY["bsq-vit-b18"], "bits": 12}
+for _v in ("l32", "b64", "s128", "bl64-vq8k", "bl128-vq8k", "sl256-vq8k", "ll32-vae", "bl64-vae", "bl128-vae"):
+    TINY[f"titok-{_v}"] = dict(num_latent_tokens=8, encoder=(32, 1, 2), decoder=(32, 1, 2), codebook_size=64,
+                               token_size=4, patch_size=8, resolution=32,  # 4x4 patches; an x8 MaskGIT-VQGAN
+                               pixel=dict(hidden_channels=32, channel_mult=(1, 1, 2, 2), num_res_blocks=1,
+                                          z_channels=16, codebook_size=64))
+
+for _v in ("d12-d12", "d18-d18", "d18-d28"):  # 32 px: an f2 VAE, 8x8 patches of 2, 8 registers (the header format)
+    TINY[f"flextok-{_v}"] = dict(config=vtbench.tokenizers.flextok.TINY_CONFIG,
+                                 vae_arch=vtbench.tokenizers.flextok.TINY_VAE)
 
 
 def _tokenizer(name: str):
@@ -48,6 +62,17 @@ def _tokenizer(name: str):
         return load_tokenizer(name)
     assert name in TINY, f"{name}: add a tiny config of its architecture to TINY"
     return create_tokenizer(name, **TINY[name]).eval()
+
+
+def assert_pretrained_round_trip(tok, x: torch.Tensor, folder) -> None:
+    """`save_pretrained` then `from_pretrained` gives the same config and the same reconstructions of ``x``."""
+    import vtbench
+
+    vtbench.save_pretrained(tok, folder)
+    back = vtbench.from_pretrained(folder)
+    assert back.cfg == tok.cfg
+    with torch.inference_mode():
+        assert torch.equal(back.reconstruct(x), tok.reconstruct(x))
 
 
 def _photos(n: int, side: int) -> torch.Tensor:

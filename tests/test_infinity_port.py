@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.test_contract import TINY, _photos
-from tests.test_taming import OFFICIAL_KEYS, read_official_keys
+from tests.test_contract import TINY, _photos, assert_pretrained_round_trip
+from tests.test_taming import OFFICIAL_KEYS, assert_official_shapes, full_size_shapes, read_official_keys
 from vtbench.bench.perturbation import perturb
 from vtbench.cli import main
 from vtbench.tokenizers import create_tokenizer, get_entry, load_tokenizer, register_tokenizer
@@ -52,11 +52,7 @@ def _convert(name: str, state: dict) -> dict:
 def test_full_size_state_dict_has_the_official_keys_and_shapes(name):
     official = {_unwrap(k): s for k, s in _official(name).items() if k not in LEFTOVERS}
     assert len(official) == len(_official(name)) - 2  # 270 entries: the two mask aliases dropped
-    with torch.device("meta"):
-        ours = {k: tuple(t.shape) for k, t in create_tokenizer(name).state_dict().items()}
-    assert sorted(set(ours) - set(official)) == [], "keys the official model does not have"
-    assert sorted(set(official) - set(ours)) == [], "official keys missing"
-    assert {k: s for k, s in ours.items() if official[k] != s} == {}, "shape mismatches"
+    assert_official_shapes(full_size_shapes(name), official)
 
 
 def test_name_mapping_unwraps_only_the_official_wrappers():
@@ -275,12 +271,4 @@ def test_entries_list_files_licence_and_published_figures(monkeypatch, tmp_path,
 
 
 def test_save_and_load_pretrained_round_trip(tmp_path):
-    import vtbench
-
-    tok = _tiny("infinity-vae-d16")
-    vtbench.save_pretrained(tok, tmp_path / "tok")
-    back = vtbench.from_pretrained(tmp_path / "tok")
-    assert back.cfg == tok.cfg
-    x = _photos(1, 64)
-    with torch.inference_mode():
-        assert all(torch.equal(a, b) for a, b in zip(back.encode(x).scales, tok.encode(x).scales))
+    assert_pretrained_round_trip(_tiny("infinity-vae-d16"), _photos(1, 64), tmp_path / "tok")

@@ -16,7 +16,7 @@ from scipy.stats import norm as scipy_norm
 from scipy.stats import truncnorm as scipy_truncnorm
 
 from tests.test_contract import TINY, _photos
-from tests.test_taming import OFFICIAL_KEYS, read_official_keys
+from tests.test_taming import OFFICIAL_KEYS, assert_official_shapes, full_size_shapes, read_official_keys
 from vtbench.bench.perturbation import perturb
 from vtbench.cli import main
 from vtbench.quantizers import vq
@@ -51,11 +51,7 @@ def _tiny(name: str):
 @pytest.mark.parametrize("name", sorted(KEY_FILES))
 def test_full_size_state_dict_has_the_official_keys_and_shapes(name):
     official = {k: s for k, s in _official(name).items() if not k.startswith(DROPPED.get(name, ("\0",)))}
-    with torch.device("meta"):
-        ours = {k: tuple(t.shape) for k, t in create_tokenizer(name).state_dict().items()}
-    assert sorted(set(ours) - set(official)) == [], "keys the official model does not have"
-    assert sorted(set(official) - set(ours)) == [], "official keys missing"
-    assert {k: s for k, s in ours.items() if official[k] != s} == {}, "shape mismatches"
+    assert_official_shapes(full_size_shapes(name), official)
 
 
 @pytest.mark.parametrize("name", sorted(KEY_FILES))

@@ -39,6 +39,21 @@ def read_official_keys(path: Path, prefixes: tuple[str, ...]) -> dict[str, tuple
     return shapes
 
 
+def assert_official_shapes(ours: dict[str, tuple[int, ...]], official: dict[str, tuple[int, ...]]) -> None:
+    """The same keys with the same shapes, each difference listed."""
+    assert sorted(set(ours) - set(official)) == [], "keys the official model does not have"
+    assert sorted(set(official) - set(ours)) == [], "official keys missing"
+    assert {k: s for k, s in ours.items() if official[k] != s} == {}, "shape mismatches"
+
+
+def full_size_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of entry ``name``'s full-size state dict, built on the meta device."""
+    from vtbench.tokenizers import create_tokenizer
+
+    with torch.device("meta"):
+        return {k: tuple(t.shape) for k, t in create_tokenizer(name).state_dict().items()}
+
+
 def unwrap_infinity_name(key: str) -> str:
     """Infinity's modules wrap every conv and norm: ``conv_in.conv.weight`` is taming's ``conv_in.weight``."""
     return re.sub(r"\.(conv|norm)\.(weight|bias)$", r".\2", key)

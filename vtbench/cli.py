@@ -1,4 +1,4 @@
-"""`vtbench list | run | weights | train | leaderboard`.
+"""`vtbench list | run | tokenize | export | weights | train | leaderboard`.
 
 Every option is checked while the arguments are parsed (a usage error naming the option and its allowed
 values, exit 2), before any model loads. vtbench's own errors print one line (`vtbench: error: ...`,
@@ -46,6 +46,17 @@ def _alphas(text: str) -> tuple[float, ...]:
         values = ()
     if not values or not all(0 <= a < 1 for a in values):  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be comma-separated fractions in [0, 1), got {text!r}")
+    return values
+
+
+def _token_counts(text: str) -> tuple[int, ...]:
+    """argparse ``type=`` of --num-tokens: comma-separated token counts >= 1."""
+    try:
+        values = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1, got {text!r}")
     return values
 
 
@@ -145,7 +156,7 @@ def _print_table(header, rows) -> None:
 def _cmd_run(args) -> int:
     from .bench import leaderboard, metric_weights
     from .bench.datasets import get_dataset
-    from .bench.runner import RunConfig, evaluate, pick_device
+    from .bench.runner import Prefix, RunConfig, evaluate, pick_device
     from .bench.tasks import get_task
     from .tokenizers import WeightsUnavailable, list_tokenizers, load_tokenizer
     from .tokenizers.registry import parse_spec
@@ -175,11 +186,12 @@ def _cmd_run(args) -> int:
             continue
         try:
             tok.layout(args.resolution)  # None: the native resolution
+            variants = [Prefix(tok, k) for k in args.num_tokens] if args.num_tokens else [tok]
         except ValueError as e:
             print(f"[{spec}] skipped: {e}", file=sys.stderr)
             failures += 1
             continue
-        for task in tasks:
+        for tok, task in ((t, task) for t in variants for task in tasks):
             result, path = evaluate(tok, dataset, task, out, cfg, progress=not args.quiet)
             summary = ", ".join(f"{k}={v['value']:.4g}" for k, v in result["metrics"].items() if v["value"] is not None)
             missing = [k for k, v in result["metrics"].items() if not v.get("available", True)]
@@ -196,6 +208,36 @@ def _cmd_run(args) -> int:
     print(f"results: {out}/")
     print(f"leaderboard: {boards[-1].parent}/ ({', '.join(p.name for p in boards)})")
     return 1 if failures and args.tokenizer else 0
+
+
+def _cmd_tokenize(args) -> int:
+    from .bench.datasets import get_dataset
+    from .bench.runner import pick_device
+    from .pretokenize import TokenizeConfig, tokenize
+    from .tokenizers import load_tokenizer
+
+    dataset = get_dataset(args.dataset)
+    device = pick_device(args.device)
+    tok = load_tokenizer(args.tokenizer, device=device, weights=args.weights)
+    cfg = TokenizeConfig(augment=args.augment, resolution=args.resolution, batch_size=args.batch_size,
+                         shard_size=args.shard_size, limit=args.limit, latent_dtype=args.latent_dtype)
+    meta = tokenize(tok, dataset, Path(args.out), cfg, device=device, progress=not args.quiet)
+    if meta.exists():
+        import json
+
+        m = json.loads(meta.read_text())
+        d = m["dataset"]
+        print(f"[{m['tokenizer']['name']}] {d['num_samples']} images x {len(m['views'])} views "
+              f"({d['num_skipped']} skipped), {m['layout']['seq_len']} positions each -> {meta}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .exports import export
+
+    n = export(args.tokens, args.to, args.out, name=args.name, progress=not args.quiet)
+    print(f"{n} samples in {args.to} format -> {args.out}")
+    return 0
 
 
 def _cmd_weights(args) -> int:
@@ -278,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tokenizer", help="name[:weights], comma-separated; default: all with weights on this machine")
     run.add_argument("--dataset", default="builtin", help="builtin, a folder of images, or a manifest name/path")
     run.add_argument("--tasks", help="comma-separated task names (default: the dataset's own list)")
+    run.add_argument("--num-tokens", type=_token_counts, metavar="K,...",
+                     help="ordered (1D prefix) tokenizers: score the first K tokens of each image, one row per K "
+                          "(labelled <name>-k<K>)")
     run.add_argument("--weights", type=_existing_file, metavar="PATH",
                      help="your own checkpoint of the --tokenizer entry's architecture (one --tokenizer only)")
     run.add_argument("--batch-size", type=_integer(1), default=16, help="images per batch (>= 1; default 16)")
@@ -301,6 +346,33 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pFID: neighbourhood size, >= 2 (capped at the vocabulary)")
     run.add_argument("--no-fetch", action="store_true",
                      help="never download metric weights; metrics without them are reported unavailable")
+
+    tk = sub.add_parser("tokenize", help="encode a dataset into sharded token files for AR training (resumable)")
+    tk.add_argument("--tokenizer", required=True, help="name[:weights]")
+    tk.add_argument("--dataset", default="builtin", help="builtin, a folder of images (one subfolder per class "
+                                                          "gives labels), or a manifest name/path")
+    tk.add_argument("--out", required=True, help="output folder (a rerun with the same options resumes there)")
+    tk.add_argument("--augment", choices=("none", "flip", "ten-crop"), default="none",
+                    help="views per image: none, flip (image and mirror), ten-crop (LlamaGen's --ten-crop)")
+    tk.add_argument("--weights", type=_existing_file, metavar="PATH", help="your own checkpoint of that architecture")
+    tk.add_argument("--resolution", type=_integer(8, MAX_RESOLUTION, multiple=8),
+                    help="image size (default: the tokenizer's native one)")
+    tk.add_argument("--batch-size", type=_integer(1), default=32, help="images per batch (default 32)")
+    tk.add_argument("--shard-size", type=_integer(1), default=1000, help="images per shard file (default 1000)")
+    tk.add_argument("--limit", type=_integer(1), help="only the first N images")
+    tk.add_argument("--latent-dtype", choices=("float16", "float32"), default="float16",
+                    help="storage of continuous latents (default float16)")
+    tk.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    tk.add_argument("--quiet", action="store_true", help="no progress bar")
+    tk.set_defaults(func=_cmd_tokenize)
+
+    ex = sub.add_parser("export", help="write a `vtbench tokenize` folder in LlamaGen's or MAR's format")
+    ex.add_argument("--tokens", required=True, help="a folder written by `vtbench tokenize`")
+    ex.add_argument("--to", required=True, choices=("llamagen", "mar"))
+    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--name", default="imagenet", help="llamagen: the dataset name in its folder names")
+    ex.add_argument("--quiet", action="store_true", help="no progress bar")
+    ex.set_defaults(func=_cmd_export)
 
     wt = sub.add_parser("weights", help="status or fetch of the pretrained networks that metrics use")
     wt.add_argument("action", choices=("status", "fetch"))
@@ -345,6 +417,8 @@ def _kept(args) -> str:
     """What an interrupted command leaves behind."""
     if args.command == "run":
         return f"the results of finished tasks are kept in {args.out}/; the same command resumes after them"
+    if args.command == "tokenize":
+        return f"finished shards are kept in {args.out}/; the same command resumes after them"
     if args.command == "train":
         return f"the last checkpoint is kept in {_train_out(args)}/; the same command resumes from it"
     return "no file is left half-written"

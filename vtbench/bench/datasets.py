@@ -309,6 +309,23 @@ def to_square(img: Image.Image, resolution: int) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def center_crop_adm(img: Image.Image, resolution: int) -> np.ndarray:
+    """The centre crop AR training code uses (ADM's ``center_crop_arr``, as in LlamaGen's and MAR's latent
+    caching): halve with box filtering while the short side is at least twice ``resolution``, resize the
+    short side to ``resolution`` (bicubic, rounded sizes), crop the centre: uint8 (R, R, 3)."""
+    img = img.convert("RGB")
+    while min(img.size) >= 2 * resolution:
+        img = img.resize(tuple(s // 2 for s in img.size), Image.BOX)
+    scale = resolution / min(img.size)
+    img = img.resize(tuple(round(s * scale) for s in img.size), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8)
+    top, left = (arr.shape[0] - resolution) // 2, (arr.shape[1] - resolution) // 2
+    return arr[top:top + resolution, left:left + resolution]
+
+
+Crop = Callable[[Image.Image, int], np.ndarray]
+
+
 @dataclass
 class ImageBatch:
     ids: list[str]
@@ -316,7 +333,7 @@ class ImageBatch:
     meta: list[dict]
 
 
-def _prepare(sample: Sample, resolution: int):
+def _prepare(sample: Sample, resolution: int, crop: Crop = to_square):
     """(uint8 (R, R, 3), meta) of a sample, or (None, reason) when its file cannot be read or decoded.
     Only `UnreadableImage` is caught: an error in vtbench's own code (builtin images) stops the run."""
     try:
@@ -325,17 +342,18 @@ def _prepare(sample: Sample, resolution: int):
         return None, str(e)
     meta = dict(sample.meta)
     meta.update({k: img.info[k] for k in ("text", "exif_transposed") if k in img.info})
-    return to_square(img, resolution), meta
+    return crop(img, resolution), meta
 
 
 def batches(samples: list[Sample], resolution: int, batch_size: int, skipped: list[Skipped],
-            workers: int = 2) -> Iterator[ImageBatch]:
-    """Decoded, preprocessed batches in sample order; failures are appended to ``skipped`` and warned about."""
+            workers: int = 2, crop: Crop = to_square) -> Iterator[ImageBatch]:
+    """Decoded, preprocessed (``crop``) batches in sample order; failures are appended to ``skipped`` and
+    warned about."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(samples), batch_size):
             chunk = samples[start:start + batch_size]
             ids, arrays, metas = [], [], []
-            for sample, (arr, meta) in zip(chunk, pool.map(lambda s: _prepare(s, resolution), chunk)):
+            for sample, (arr, meta) in zip(chunk, pool.map(lambda s: _prepare(s, resolution, crop), chunk)):
                 if arr is None:
                     skipped.append(Skipped(sample.id, meta))
                     warnings.warn(f"skipping {sample.id}: {meta}", stacklevel=2)

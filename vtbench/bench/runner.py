@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,6 +47,38 @@ class RunConfig:
             raise RunError("RunConfig: " + ", ".join(f"{k}={getattr(self, k)!r}" for k, bad in wrong.items() if bad)
                            + " out of range (batch_size, limit, resolution >= 1; delta >= 2; save_images >= 0; "
                            "alpha: fractions in [0, 1])")
+
+
+class Prefix(Tokenizer):
+    """An ordered tokenizer (``info.ordered``) that keeps the first ``k`` tokens of every image: a row of its
+    own, labelled ``<name>-k<k>[:tag]`` like the mini-zoo's registered prefixes (``mini-flextok-k32``)."""
+
+    def __init__(self, tok: Tokenizer, k: int):
+        super().__init__()
+        n = tok.info.tokens_per_image
+        if not tok.info.ordered or not 1 <= k <= n:
+            what = f"1..{n} tokens" if tok.info.ordered else "no prefixes: it is not an ordered tokenizer"
+            raise ValueError(f"{tok.label} decodes {what}, got --num-tokens {k}")
+        self.tok, self.k = tok, k
+        self.info = replace(tok.info, tokens_per_image=k, notes=f"{tok.info.notes}; first {k} of {n} tokens")
+        self.sampling_options = tok.sampling_options
+        name, _, tag = tok.label.partition(":")
+        self.label = f"{name}-k{k}" + (f":{tag}" if tag else "")
+        self.registry_name, self.loaded_weights = tok.registry_name, tok.loaded_weights
+        self.train(tok.training)
+
+    def check_size(self, height, width):
+        self.tok.check_size(height, width)
+
+    def _encode(self, x):
+        return self.tok._encode(x).map(lambda s: s[:, :self.k])
+
+    def _neighbours(self, x, k):
+        tokens, candidates = self.tok._neighbours(x, k)
+        return tokens.map(lambda s: s[:, :self.k]), [c[:, :self.k] for c in candidates]
+
+    def _decode(self, tokens, **sampling):
+        return self.tok._decode(tokens, **sampling)
 
 
 def pick_device(name: str = "auto") -> torch.device:

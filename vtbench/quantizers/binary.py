@@ -28,15 +28,16 @@ class LFQ(Quantizer):
 
     Loss: commitment ``beta ||z - sg(q)||^2`` plus the entropy regulariser over the 2^d implicit codes
     (low entropy per position, high entropy of the batch-average code distribution), computed exactly
-    for ``bits <= 16``.
+    for ``bits <= 16``; wider codes (Open-MAGVIT2's 18 bits, for inference) take ``entropy_weight=0``.
     """
 
     kind = "binary"
 
     def __init__(self, bits: int, beta: float = 0.25, entropy_weight: float = 0.1, temperature: float = 0.01):
         super().__init__()
-        if bits > 16:
-            raise ValueError("LFQ's exact entropy term is computed over 2^bits codes; use at most 16 bits")
+        if bits > 16 and entropy_weight:
+            raise ValueError("LFQ's exact entropy term is computed over 2^bits codes; use at most 16 bits, "
+                             "or entropy_weight=0")
         self.bits, self.beta, self.entropy_weight, self.temperature = bits, beta, entropy_weight, temperature
         self.vocab_sizes = (2,) * bits
 

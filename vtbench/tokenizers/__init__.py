@@ -1,6 +1,20 @@
 """Tokenizer interface, registry and backends. Importing this package registers every backend."""
 
-from . import baselines, fqgan, infinity, kl_vae, llamagen, mar, mini, var, vqgan_lc  # noqa: F401  (registers the entries)
+from . import (  # noqa: F401  (registers the entries)
+    baselines,
+    bsqvit,
+    flextok,
+    fqgan,
+    infinity,
+    kl_vae,
+    llamagen,
+    mar,
+    mini,
+    open_magvit2,
+    titok,
+    var,
+    vqgan_lc,
+)
 from .base import Tokenizer, TokenizerInfo
 from .pretrained import from_pretrained, register_architecture, save_pretrained
 from .registry import (

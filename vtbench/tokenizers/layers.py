@@ -86,12 +86,14 @@ class Upsample(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """Pre-norm transformer block (TiTok/CLIP layout: ln_1, attn, ln_2, mlp.c_fc, mlp.c_proj)."""
+    """Pre-norm transformer block (TiTok/CLIP layout: ln_1, attn, ln_2, mlp.c_fc, mlp.c_proj). With
+    ``batch_first=False`` it takes ``(L, B, C)``, and its attention never takes PyTorch's fused inference path
+    (which rounds differently), as in code that builds ``nn.MultiheadAttention`` sequence-first (BSQ-ViT)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, batch_first: bool = True):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=batch_first)
         self.ln_2 = nn.LayerNorm(width)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential()

@@ -45,6 +45,8 @@ class TokenizerEntry:
     weights: dict[str, Checkpoint]  # tag -> checkpoint; the first tag is the default
     description: str = ""
     plugin: str = ""  # the distribution that registered it, for entries from other packages
+    #: architectures described inside the weights file: {role: path} of the resolved files -> build keywords
+    file_config: Callable[[dict[str, Path]], dict] | None = None
 
     @property
     def default_weights(self) -> str:
@@ -75,10 +77,14 @@ _PLUGINS_LOADED = False
 
 
 def register_tokenizer(name: str, *, weights: dict[str, WeightSource | Checkpoint],
-                       convert: StateDictConverter | None = None, description: str = "", plugin: str = ""):
+                       convert: StateDictConverter | None = None, description: str = "", plugin: str = "",
+                       file_config: Callable[[dict[str, Path]], dict] | None = None):
     """Decorator for a factory that builds the (randomly initialised) module from keyword overrides.
 
     ``weights`` maps tags to a `Checkpoint`, or to a single source with ``convert`` as its one-file converter.
+    ``file_config`` is for checkpoints that describe their own architecture (FlexTok's safetensors header):
+    given the resolved files by role, it returns the keywords the factory builds the module with before the
+    strict load.
     """
     if not weights:
         raise ValueError(f"{name}: an entry names at least one weights source")
@@ -89,7 +95,7 @@ def register_tokenizer(name: str, *, weights: dict[str, WeightSource | Checkpoin
     def deco(factory: Callable[..., Tokenizer]):
         if name in _REGISTRY:
             raise ValueError(f"tokenizer {name!r} is registered twice")
-        _REGISTRY[name] = TokenizerEntry(name, factory, tags, description, plugin)
+        _REGISTRY[name] = TokenizerEntry(name, factory, tags, description, plugin, file_config)
         return factory
 
     return deco
@@ -174,10 +180,11 @@ def load_tokenizer(spec: str, device: str | torch.device = "cpu", *,
             raise RuntimeError(f"{entry.name} has parameters but its entry declares no weights")
         record = LoadedWeights(tag, src.describe())
     else:
-        model = entry.build()
         resolved = {role: resolve(s) for role, s in checkpoint.files.items()}
+        paths = {role: p for role, (p, _) in resolved.items()}
+        model = entry.build(**(entry.file_config(paths) if entry.file_config else {}))
         origin = ", ".join(str(p) for p, _ in resolved.values())
-        state = checkpoint.state_dict({role: read_state_dict(p) for role, (p, _) in resolved.items()})
+        state = checkpoint.state_dict({role: read_state_dict(p) for role, p in paths.items()})
         load_strict(model, state, origin)
         sha = "+".join(h for _, h in resolved.values())
         if weights is not None:

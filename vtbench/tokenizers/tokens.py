@@ -90,6 +90,14 @@ def _check_packable(vocab_sizes: Sequence[int], order: str) -> tuple[int, ...]:
     return vocab
 
 
+def _row_major(t: torch.Tensor) -> torch.Tensor:
+    strides, step = [], 1
+    for size in reversed(t.shape):
+        strides.append(step)
+        step *= size
+    return t if t.stride() == tuple(reversed(strides)) else t.clone(memory_format=torch.contiguous_format)
+
+
 @dataclass(frozen=True)
 class TokenLayout:
     """What a tokenizer's tokens look like at one input size: everything an AR model needs to know.
@@ -184,6 +192,9 @@ class Tokens:
             raise ValueError(f"unknown token kind {self.kind!r}; expected one of {KINDS}")
         if not self.scales:
             raise ValueError("Tokens needs at least one scale")
+        # row-major strides whatever produced them, so that equal tokens decode to equal images (a decoder's
+        # memory format, and with it its rounding, follows its input's strides)
+        object.__setattr__(self, "scales", tuple(_row_major(s) for s in self.scales))
         if self.spatial_dims not in (1, 2):
             raise ValueError("spatial_dims must be 1 (sequence) or 2 (grid)")
         if len(self.scales) > 1 and not self.multiscale:
@@ -227,8 +238,10 @@ class Tokens:
 
     @classmethod
     def from_latents(cls, latents: torch.Tensor, latent_bits: int = 32) -> "Tokens":
-        """Continuous latents given channels-first ``(B, C, h, w)``; stored channels-last."""
-        return cls((latents.movedim(1, -1).contiguous(),), "continuous", (), 2, False, latent_bits=latent_bits)
+        """Continuous latents given channels-first ``(B, C, h, w)`` (a grid) or ``(B, C, n)`` (a 1D sequence);
+        stored channels-last."""
+        return cls((latents.movedim(1, -1).contiguous(),), "continuous", (), latents.ndim - 2, False,
+                   latent_bits=latent_bits)
 
     @classmethod
     def from_flat(cls, seq: torch.Tensor, layout: TokenLayout, lengths: torch.Tensor | None = None) -> "Tokens":
@@ -265,7 +278,7 @@ class Tokens:
 
     @property
     def latents(self) -> torch.Tensor:
-        """Continuous latents channels-first ``(B, C, h, w)``."""
+        """Continuous latents channels-first: ``(B, C, h, w)``, or ``(B, C, n)`` for a 1D sequence."""
         if self.is_discrete:
             raise TypeError(f"{self.kind} tokens are discrete; use .indices")
         return self.scales[0].movedim(-1, 1)

@@ -258,19 +258,55 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 # --- reading and strict loading ---------------------------------------------------------------------
+#: classes of training records that released checkpoints pickle beside the weights (BSQ-ViT's: an OmegaConf
+#: config with its typing and builtin metadata, a numpy FID scalar); they load as inert `_Opaque` stand-ins
+OPAQUE_GLOBALS = (
+    "omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig", "omegaconf.base.ContainerMetadata",
+    "omegaconf.base.Metadata", "omegaconf.nodes.AnyNode", "typing.Any", "builtins.dict", "builtins.list",
+    "builtins.int", "collections.defaultdict", "numpy.dtype", "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+)
+
+
+class _Opaque:
+    """Stands in for an object of an `OPAQUE_GLOBALS` class: keeps what the pickle hands it, runs none of its code."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __setstate__(self, state):
+        self.state = state
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file, or from a pickle loaded with ``weights_only=True`` (never code)."""
+    """Tensors from a safetensors file, or from a pickle loaded with ``weights_only=True`` (never code): the
+    argparse namespace of a training run loads as itself, the `OPAQUE_GLOBALS` as `_Opaque`, and a global
+    outside these and torch's own is refused."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        # training checkpoints often pickle their argparse namespace beside the weights
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace, *((_Opaque, g) for g in OPAQUE_GLOBALS)]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # safetensors and pickle report a damaged file through many exception types
+        refused = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), None)
+        if refused:  # torch's own advice (weights_only=False) would run the file's code
+            raise WeightsUnavailable(f"cannot read weights {path}: it pickles an object vtbench does not load "
+                                     f"({refused}); pickles are read with weights_only=True, never as code") from None
         raise WeightsUnavailable(f"cannot read weights {path}: {type(e).__name__}: {e}") from None
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` strings of a safetensors header (where some releases keep their model config)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # a damaged header surfaces as several exception types
+        raise WeightsUnavailable(f"cannot read the header of {path}: {type(e).__name__}: {e}") from None
 
 
 def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], origin: str) -> None:

@@ -174,6 +174,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (out / "shard-00001.json").exists() and not (out / "meta.json").exists(), "the run was not cut midway"
+    (out / ".shard-00011.npy.planted.tmp").write_bytes(b"half")  # what a kill inside a write leaves
     subprocess.run(_cli("--out", str(out), *args), check=True)
     subprocess.run(_cli("--out", str(tmp_path / "whole"), *args), check=True)
     a, b = TokenDataset(out, view="all"), TokenDataset(tmp_path / "whole", view="all")

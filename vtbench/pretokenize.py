@@ -251,6 +251,8 @@ def tokenize(tok: Tokenizer, dataset: Dataset, out: Path, cfg: TokenizeConfig = 
 
 
 def _write_shard(tok, samples, first, labels, storage, plan, cfg, stem: Path, device, bar) -> None:
+    for debris in stem.parent.glob(f".{stem.name}.*.tmp"):  # a killed run's half-written files of this shard
+        debris.unlink(missing_ok=True)
     views = len(plan["views"])
     resolution = plan["preprocessing"]["resolution"]
     skipped: list[Skipped] = []

@@ -158,10 +158,9 @@ def _samples(dataset: Dataset, limit: int | None):
     return samples[:limit] if limit else samples
 
 
-def _plan(tok: Tokenizer, dataset: Dataset, samples, cfg: TokenizeConfig, resolution: int) -> dict:
+def _plan(tok: Tokenizer, dataset: Dataset, samples, labels, cfg: TokenizeConfig, resolution: int) -> dict:
     layout = tok.layout(resolution)
     storage = storage_for(layout, cfg.latent_dtype)
-    labels = class_labels([s.id for s in samples])
     has_posterior = not layout.discrete and type(tok)._posterior is not Tokenizer._posterior
     return json.loads(json.dumps({  # as read back from plan.json (lists, not tuples)
         "schema": SCHEMA,
@@ -216,7 +215,8 @@ def tokenize(tok: Tokenizer, dataset: Dataset, out: Path, cfg: TokenizeConfig = 
     samples = _samples(dataset, cfg.limit)
     if not samples:
         raise TokenizeError(f"dataset {dataset.name} has no images")
-    plan = _plan(tok, dataset, samples, cfg, resolution)
+    labels = class_labels([s.id for s in samples])
+    plan = _plan(tok, dataset, samples, labels, cfg, resolution)
     rank, world = _distributed()
     plan_path = out / "plan.json"
     if rank == 0:
@@ -230,7 +230,6 @@ def tokenize(tok: Tokenizer, dataset: Dataset, out: Path, cfg: TokenizeConfig = 
             write_atomic(plan_path, json.dumps(plan, indent=1))
     _barrier()
     storage = Storage(plan["storage"]["array"], plan["storage"]["dtype"], tuple(plan["storage"]["shape"]))
-    labels = class_labels([s.id for s in samples])
     n_shards = -(-len(samples) // cfg.shard_size)
     todo = [k for k in range(rank, n_shards, world) if not (out / f"{shard_name(k)}.json").exists()]
     remaining = sum(len(samples[k * cfg.shard_size:(k + 1) * cfg.shard_size]) for k in todo)

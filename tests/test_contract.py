@@ -100,7 +100,10 @@ def test_flat_sequence_round_trips_to_the_same_images(name):
         assert tokens.scale_shapes == layout.scale_shapes
         assert tokens.kind == layout.kind and tokens.vocab_sizes == layout.vocab_sizes
         assert tokens.flat().shape[1] == layout.seq_len
-        assert tokens.bits_per_image == pytest.approx(layout.bits_per_image)
+        if tokens.lengths is None:
+            assert tokens.bits_per_image == pytest.approx(layout.bits_per_image)
+        else:  # variable-rate entries (codec baselines): the layout declares a capacity
+            assert tokens.bits_per_image <= layout.bits_per_image
         y = tok.decode(tokens)
         again = Tokens.from_flat(tokens.flat(), layout)
         assert all(torch.equal(a, b) for a, b in zip(again.scales, tokens.scales))

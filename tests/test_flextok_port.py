@@ -217,3 +217,37 @@ def test_cuda_runs_the_transformers_in_bf16(tok, x):
     assert y.dtype == torch.float32 and torch.isfinite(y).all()
     agree = (tokens.scales[0].cpu() == tok.encode(x).scales[0]).float().mean()
     assert agree > 0.9
+
+
+def test_decoding_options_are_checked_recorded_and_a_change_recomputes(tmp_path, monkeypatch, x):
+    from vtbench.bench.datasets import get_dataset
+    from vtbench.bench.runner import RunConfig, evaluate
+    from vtbench.bench.tasks import get_task
+    from vtbench.cli import _sampling
+
+    monkeypatch.setenv("VTBENCH_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("VTBENCH_NO_FETCH", "1")
+    assert _sampling("steps=2,guidance=1.5,apg=false") == {"steps": 2, "guidance": 1.5, "apg": False}
+    from vtbench.tokenizers.registry import LoadedWeights
+
+    tok = _tiny()
+    tok.label, tok.loaded_weights = "tiny-flextok", LoadedWeights("random", "seed 0")
+    with pytest.raises(TypeError, match="takes a int"):
+        tok.set_sampling(steps=2.5)
+    with pytest.raises(TypeError, match="takes a bool"):
+        tok.set_sampling(apg=1)
+    with pytest.raises(TypeError, match="no decoding option temperature"):
+        tok.set_sampling(temperature=1.0)
+    tok.set_sampling(steps=2, guidance=3)
+    assert tok.sampling == {"steps": 2, "guidance": 3.0, "apg": True}
+    with torch.inference_mode():
+        tokens = tok.encode(x)
+        assert torch.equal(tok.decode(tokens), tok.decode(tokens, steps=2, guidance=3.0))
+    dataset, task, cfg = get_dataset("builtin"), get_task("reconstruction"), RunConfig(limit=1, batch_size=1)
+    result, path = evaluate(tok, dataset, task, tmp_path / "runs", cfg, progress=False)
+    assert result["tokenizer"]["sampling"] == {"steps": 2, "guidance": 3.0, "apg": True}
+    assert evaluate(tok, dataset, task, tmp_path / "runs", cfg, progress=False)[0]["created"] == result["created"]
+    tok.set_sampling(steps=1)
+    with pytest.warns(UserWarning, match="decoding options"):
+        again, _ = evaluate(tok, dataset, task, tmp_path / "runs", cfg, progress=False)
+    assert again["tokenizer"]["sampling"]["steps"] == 1

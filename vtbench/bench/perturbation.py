@@ -6,17 +6,20 @@ Multi-scale tokenizers can be perturbed at some scales only (``scales``); the ca
 come from the clean residual path, so perturbing one scale does not move another's candidates.
 
 Continuous latents have no codes: a fraction ``alpha`` of positions get Gaussian noise whose std per
-channel is ``strength`` times that channel's std over the batch, which moves a position by ``strength``
+channel is ``strength`` times that channel's std over the image's positions, which moves a position by ``strength``
 times the latent's spread (RMS). The default, 0.35, matches what a jump to one of the 100 nearest codes
 does to the mini-zoo's discrete tokenizers (0.29 FSQ, 0.36 VQ, 0.41 TokenBridge, measured on the builtin
 photographs), so continuous and discrete tokenizers are perturbed alike.
 
-All draws use the given ``torch.Generator``, so a seed fixes the result exactly.
+All draws use the given ``torch.Generator``, or a list of one generator per image (each image's draws
+then depend on its own generator only, not on the batch it is in), so a seed fixes the result exactly.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
+from typing import Callable, Sequence
 
 import torch
 
@@ -27,7 +30,32 @@ CONTINUOUS_STRENGTH = 0.35
 _VECTOR_KINDS = ("binary", "levels")
 
 
-def perturb(tokens: Tokens, candidates: list[torch.Tensor], alpha: float, generator: torch.Generator,
+Generators = torch.Generator | Sequence[torch.Generator]
+
+
+def _draw(sample: Callable[[tuple, torch.Generator], torch.Tensor], shape: tuple, generator: Generators
+          ) -> torch.Tensor:
+    """``sample(shape, generator)``; with per-image generators, image by image along the leading axis."""
+    if isinstance(generator, torch.Generator):
+        return sample(tuple(shape), generator)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.stack([sample(tuple(shape[1:]), g) for g in generator])
+
+
+def _rand(shape, generator, device):
+    return torch.rand(shape, generator=generator, device=device)
+
+
+def _randn(shape, generator, device):
+    return torch.randn(shape, generator=generator, device=device)
+
+
+def _randint(high, shape, generator, device):
+    return torch.randint(high, shape, generator=generator, device=device)
+
+
+def perturb(tokens: Tokens, candidates: list[torch.Tensor], alpha: float, generator: Generators,
             scales: set[int] | None = None) -> Tokens:
     """``tokens`` with a fraction ``alpha`` of them replaced by a uniform draw from their candidates
     (`Tokenizer.encode_neighbours`); only the scales in ``scales`` when given."""
@@ -43,8 +71,8 @@ def perturb(tokens: Tokens, candidates: list[torch.Tensor], alpha: float, genera
             continue
         k_axis = cand.ndim - (2 if vector else 1)
         shape = cand.shape[:k_axis]
-        swap = torch.rand(shape, generator=generator, device=cand.device) < alpha
-        col = torch.randint(cand.shape[k_axis], shape, generator=generator, device=cand.device)
+        swap = _draw(functools.partial(_rand, device=cand.device), shape, generator) < alpha
+        col = _draw(functools.partial(_randint, cand.shape[k_axis], device=cand.device), shape, generator)
         if vector:
             picked = cand.gather(k_axis, col[..., None, None].expand(*shape, 1, cand.shape[-1])).squeeze(k_axis)
             out.append(torch.where(swap[..., None], picked, clean))
@@ -53,7 +81,7 @@ def perturb(tokens: Tokens, candidates: list[torch.Tensor], alpha: float, genera
     return replace(tokens, scales=tuple(out))
 
 
-def perturb_continuous(tokens: Tokens, alpha: float, generator: torch.Generator,
+def perturb_continuous(tokens: Tokens, alpha: float, generator: Generators,
                        strength: float = CONTINUOUS_STRENGTH) -> Tokens:
     """Continuous latents: Gaussian noise on a fraction ``alpha`` of positions (see the module docstring)."""
     if not 0 <= alpha <= 1:
@@ -61,8 +89,8 @@ def perturb_continuous(tokens: Tokens, alpha: float, generator: torch.Generator,
     if alpha == 0:
         return tokens
     latents = tokens.latents
-    dims = [0] + list(range(2, latents.ndim))
-    std = latents.std(dim=dims, keepdim=True)
-    mask = torch.rand((latents.shape[0], 1, *latents.shape[2:]), generator=generator, device=latents.device) < alpha
-    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+    std = latents.flatten(2).std(dim=2).view(*latents.shape[:2], *[1] * (latents.ndim - 2))
+    dev = latents.device
+    mask = _draw(functools.partial(_rand, device=dev), (latents.shape[0], 1, *latents.shape[2:]), generator) < alpha
+    noise = _draw(functools.partial(_randn, device=dev), latents.shape, generator)
     return Tokens.from_latents(latents + mask * noise * std * strength, tokens.latent_bits)

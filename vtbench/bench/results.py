@@ -13,9 +13,10 @@ Schema ``vtbench.result/2`` adds to ``/1``: ``versions`` (``task``: `Task.versio
 file on disk always names rows that were completely written).
 
 A stored result stands for a new run (`stored_result`) only when the two share the schema, the
-weights' sha256, the task and metric versions, the sample set (subset, limit, resolution), the settings
-the task's values depend on (`Task.settings`), intact per-image rows, and the dataset fingerprint (the
-images themselves); the runner recomputes it otherwise and says which of these differed.
+weights' sha256, the task and metric versions, the sample set (subset, limit, resolution), a stochastic
+decoder's options (``tokenizer.sampling``: steps, guidance, ...), the tokenizer's precision, the
+settings the task's values depend on (`Task.settings`), intact per-image rows, and the dataset fingerprint
+(the images themselves); the runner recomputes it otherwise and says which of these differed.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def identity(result: dict, settings: Iterable[str]) -> dict:
     d, versions = result["dataset"], result["versions"]
     fields = {"weights sha256": result["tokenizer"]["weights"]["sha256"], "task version": versions["task"],
               "metric versions": versions["metrics"], "subset": d["subset"], "limit": d["limit"],
-              "resolution": d["resolution"], **{s: result["config"][s] for s in settings}}
+              "resolution": d["resolution"], "decoding options": result["tokenizer"].get("sampling", {}),
+              "precision": result["config"].get("precision", "fp32"),
+              **{s: result["config"][s] for s in settings}}
     return json.loads(json.dumps(fields))
 
 
@@ -151,12 +154,20 @@ def read_result(path: Path) -> dict:
 
 
 def load_results(folder: Path) -> list[dict]:
-    """Every result file below ``folder``, in path order (per-image rows are separate .jsonl files)."""
+    """Every result file below ``folder``, in path order (per-image rows are separate .jsonl files).
+    `vtbench bench-speed` files (schema ``vtbench.speed/...``) are skipped: `speed.load_speed_results` reads them."""
     if not folder.is_dir():
         raise ResultError(f"results folder {folder} does not exist")
     out = []
     for p in sorted(folder.rglob("*.json")):
-        data = read_result(p)
+        try:
+            data = read_result(p)
+        except ResultError:
+            from .speed import is_speed_result  # here: speed imports this module
+
+            if is_speed_result(p):
+                continue
+            raise
         data["_path"] = str(p.relative_to(folder))
         out.append(data)
     return out

@@ -16,7 +16,8 @@ from .text import TextPreservation
 class Task:
     name: str
     subset: str  # which subset of a dataset with subsets (the builtin one) the task reads
-    metrics: Callable[["RunConfig"], list[Metric]]  # noqa: F821
+    #: the metrics of one run, from its config and the tokenizer's `TokenLayout` at the run's resolution
+    metrics: Callable[["RunConfig", "TokenLayout"], list[Metric]]  # noqa: F821
     description: str
     #: bump whenever a change to the task (its subset, metrics or their settings) can change a value
     version: int = 1
@@ -25,21 +26,22 @@ class Task:
     settings: tuple[str, ...] = ("seed",)
 
 
-def _common() -> list[Metric]:
-    return [PSNR(), SSIM(), LPIPS(), TokenStats(), Throughput()]
+def _common(layout) -> list[Metric]:
+    return [PSNR(), SSIM(), LPIPS(), TokenStats(layout.vocab_sizes), Throughput()]
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("reconstruction", "photos", lambda cfg: _common() + [FID(seed=cfg.seed)],
+    Task("reconstruction", "photos", lambda cfg, layout: _common(layout) + [FID(seed=cfg.seed)],
          "reconstruction quality on photographs: PSNR, SSIM, LPIPS, rFID, KID"),
-    Task("detail", "detail", lambda cfg: _common() + [GMSD(), HighFrequencyEnergy()],
+    Task("detail", "detail", lambda cfg, layout: _common(layout) + [GMSD(), HighFrequencyEnergy()],
          "fine detail (gratings, zone plate, checkerboards, textures): adds GMSD and high-frequency energy"),
-    Task("text", "text", lambda cfg: _common() + [TextPreservation()],
+    Task("text", "text", lambda cfg, layout: _common(layout) + [TextPreservation()],
          "text preservation: OCR CER / word accuracy against ground truth, with the OCR-of-original baseline"),
-    Task("pfid", "photos", lambda cfg: [PFID(cfg.alpha, cfg.delta, cfg.seed), TokenStats()],
+    Task("pfid", "photos", lambda cfg, layout: [PFID(cfg.alpha, cfg.delta, cfg.seed,
+                                                     num_scales=len(layout.scale_shapes)),
+                                                TokenStats(layout.vocab_sizes)],
          "pFID: rFID after perturbing a fraction alpha of tokens to near neighbours (sweep over alpha)",
-         # the perturbation draws are consumed batch by batch, so the batch size changes them
-         settings=("seed", "alpha", "delta", "batch_size")),
+         settings=("seed", "alpha", "delta")),
 )}
 
 METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, LPIPS, FID, PFID, GMSD, HighFrequencyEnergy,

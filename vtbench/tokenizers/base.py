@@ -118,14 +118,32 @@ class Tokenizer(nn.Module):
     def decode(self, tokens: Tokens, generator: torch.Generator | None = None, **sampling) -> torch.Tensor:
         """Images in [-1, 1] from ``tokens``. ``generator`` and ``sampling`` options are for stochastic
         decoders (``sampling_options``); a deterministic decoder refuses options it does not have."""
-        unknown = sorted(set(sampling) - set(self.sampling_options))
-        if unknown:
-            have = ", ".join(self.sampling_options) or "none: it decodes deterministically"
-            raise TypeError(f"{self._name()} has no decoding option {', '.join(unknown)} (options: {have})")
+        self._check_sampling(sampling)
         self._check_tokens(tokens)
         if self.sampling_options:
             return self._from_native(self._decode(tokens, generator=generator, **sampling))
         return self._from_native(self._decode(tokens))
+
+    def _check_sampling(self, options: dict) -> None:
+        unknown = sorted(set(options) - set(self.sampling_options))
+        if unknown:
+            have = ", ".join(self.sampling_options) or "none: it decodes deterministically"
+            raise TypeError(f"{self._name()} has no decoding option {', '.join(unknown)} (options: {have})")
+
+    @property
+    def sampling(self) -> dict:
+        """The decoding options `decode` uses when a call names none (what a result records)."""
+        return {k: getattr(self, k) for k in self.sampling_options}
+
+    def set_sampling(self, **options) -> None:
+        """Change decoding defaults (``tok.set_sampling(steps=8)``); each value keeps its option's type."""
+        self._check_sampling(options)
+        for k, v in options.items():
+            old = getattr(self, k)
+            ok = isinstance(v, type(old)) or (type(old) is float and type(v) is int)
+            if not ok or isinstance(v, bool) != isinstance(old, bool):
+                raise TypeError(f"{self._name()} decoding option {k} takes a {type(old).__name__}, got {v!r}")
+            setattr(self, k, type(old)(v))
 
     def reconstruct(self, images: torch.Tensor, **decode_options) -> torch.Tensor:
         return self.decode(self.encode(images), **decode_options)

@@ -621,8 +621,8 @@ class FlexTok(Tokenizer):
             vocab_sizes=self.regularizer.vocab_sizes, tokens_per_image=self.registers, spatial_dims=1, order="lsb",
             fixed_resolution=True, ordered=True, paper=PAPER, code=CODE, license=LICENSE,
             input_range="minus_one_one",
-            notes=(f"1D, ordered: any prefix of the {self.registers} tokens decodes; rectified-flow decoder, "
-                   f"{steps} Euler steps, guidance {guidance}{' (APG)' if apg else ' (CFG)'}, noise seeded by the "
+            notes=(f"1D, ordered: any prefix of the {self.registers} tokens decodes; rectified-flow decoder "
+                   f"(its Euler steps and guidance: the result's tokenizer.sampling), noise seeded by the "
                    f"tokens{sampled}"),
         )
 

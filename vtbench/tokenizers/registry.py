@@ -47,6 +47,8 @@ class TokenizerEntry:
     plugin: str = ""  # the distribution that registered it, for entries from other packages
     #: architectures described inside the weights file: {role: path} of the resolved files -> build keywords
     file_config: Callable[[dict[str, Path]], dict] | None = None
+    #: False: run only when named (sweeps such as the codec baselines), not by a `vtbench run` without names
+    default_run: bool = True
 
     @property
     def default_weights(self) -> str:
@@ -78,13 +80,14 @@ _PLUGINS_LOADED = False
 
 def register_tokenizer(name: str, *, weights: dict[str, WeightSource | Checkpoint],
                        convert: StateDictConverter | None = None, description: str = "", plugin: str = "",
-                       file_config: Callable[[dict[str, Path]], dict] | None = None):
+                       file_config: Callable[[dict[str, Path]], dict] | None = None, default_run: bool = True):
     """Decorator for a factory that builds the (randomly initialised) module from keyword overrides.
 
     ``weights`` maps tags to a `Checkpoint`, or to a single source with ``convert`` as its one-file converter.
     ``file_config`` is for checkpoints that describe their own architecture (FlexTok's safetensors header):
     given the resolved files by role, it returns the keywords the factory builds the module with before the
-    strict load.
+    strict load. ``default_run=False``: evaluated only when named (or matched by a glob), not by a
+    `vtbench run` without ``--tokenizer``.
     """
     if not weights:
         raise ValueError(f"{name}: an entry names at least one weights source")
@@ -95,7 +98,7 @@ def register_tokenizer(name: str, *, weights: dict[str, WeightSource | Checkpoin
     def deco(factory: Callable[..., Tokenizer]):
         if name in _REGISTRY:
             raise ValueError(f"tokenizer {name!r} is registered twice")
-        _REGISTRY[name] = TokenizerEntry(name, factory, tags, description, plugin, file_config)
+        _REGISTRY[name] = TokenizerEntry(name, factory, tags, description, plugin, file_config, default_run)
         return factory
 
     return deco
@@ -117,14 +120,17 @@ def _load_plugins() -> None:
                           stacklevel=2)
 
 
-def list_tokenizers(pattern: str = "*", *, available_only: bool = False, include_test: bool = True) -> list[str]:
-    """Registered names matching a glob; ``available_only`` keeps those loadable without network."""
+def list_tokenizers(pattern: str = "*", *, available_only: bool = False, include_test: bool = True,
+                    default_run_only: bool = False) -> list[str]:
+    """Registered names matching a glob; ``available_only`` keeps those loadable without network,
+    ``default_run_only`` those a `vtbench run` without names evaluates."""
     _load_plugins()
     return sorted(
         name for name, e in _REGISTRY.items()
         if fnmatch.fnmatch(name, pattern)
         and (include_test or not e.test_only)
         and (not available_only or e.available_offline())
+        and (not default_run_only or e.default_run)
     )
 
 

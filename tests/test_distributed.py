@@ -1,13 +1,12 @@
 """Sharded evaluation: `torchrun` with 2 gloo processes equals 1 process for every task, and a run killed
 midway resumes from its checkpoint (benchmarks/distributed_check.py is the comparison)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests import benchmark_scripts
 from vtbench.bench import runner
 from vtbench.bench.datasets import get_dataset
 from vtbench.bench.metrics import PSNR
@@ -15,15 +14,10 @@ from vtbench.bench.runner import RunConfig, evaluate
 from vtbench.bench.tasks import get_task
 from vtbench.tokenizers import load_tokenizer
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distributed_check.py"
-
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("distributed_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("distributed_check")
 
 
 def test_two_gloo_processes_equal_one_for_every_task(check, tmp_path, capsys):

@@ -1,20 +1,15 @@
 """kill -9 during a multi-tokenizer run then resume, and two writers into one --out, give the results of an
 uninterrupted run (the check itself is benchmarks/kill_resume_check.py, run here at a small size)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_resume_check.py"
+from tests import benchmark_scripts
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("kill_resume_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("kill_resume_check")
 
 
 def test_killed_and_concurrent_runs_equal_an_uninterrupted_one(check, tmp_path, monkeypatch, capsys):

@@ -59,7 +59,7 @@ def test_result_records_versions_sample_set_and_its_rows(tmp_path, monkeypatch):
     result, path = _evaluate(tmp_path, task=replace(FAST, version=3))
     assert path.name == "reconstruction.32px.first2.json" and json.loads(path.read_text()) == result
     assert result["schema"] == SCHEMA == "vtbench.result/2"
-    assert result["versions"] == {"task": 3, "metrics": {"psnr": 1, "ssim": 4}}
+    assert result["versions"] == {"task": 3, "metrics": {"psnr": 2, "ssim": 4}}
     assert result["dataset"]["limit"] == 2 and result["dataset"]["num_samples"] == 2
     assert result["per_image"] == rows_path(path).name
     assert result["per_image_sha256"] == sha256_file(rows_path(path))
@@ -73,7 +73,7 @@ def test_unchanged_run_reuses_its_result(tmp_path):
 
 
 @pytest.mark.parametrize("change, said", [
-    ("metric version", 'metric versions {"psnr": 1} -> {"psnr": 2}'),
+    ("metric version", 'metric versions {"psnr": 2} -> {"psnr": 3}'),
     ("task version", "task version 1 -> 2"),
     ("seed", "seed 0 -> 1"),
     ("setting the task depends on", "alpha [0.5] -> [0.25]"),
@@ -86,7 +86,7 @@ def test_a_result_that_no_longer_stands_is_recomputed_saying_why(tmp_path, monke
     first, path = _evaluate(tmp_path, task=task, alpha=(0.5,))
     kw = {"task": task, "alpha": (0.5,)}
     if change == "metric version":
-        monkeypatch.setattr(PSNR, "version", 2)
+        monkeypatch.setattr(PSNR, "version", 3)
     elif change == "task version":
         kw["task"] = replace(task, version=2)
     elif change == "seed":
@@ -268,3 +268,18 @@ def test_a_folder_fingerprint_is_cached_by_file_list_sizes_and_mtimes(tmp_path, 
     verified = replace(cfg, verify=True)
     assert evaluate(tok, FolderDataset(folder), FAST, tmp_path / "runs", verified, progress=False)[0] == first
     assert hashed == [1, 1]
+
+
+def test_rows_of_a_class_folder_tree_name_each_image_class(tmp_path, monkeypatch):
+    monkeypatch.setenv("VTBENCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for cls in ("n01440764", "n01443537"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "val" / cls / f"{i}.JPEG")
+    _, path = evaluate(load_tokenizer("bicubic-f8"), FolderDataset(tmp_path / "val"), FAST, tmp_path / "runs",
+                       RunConfig(resolution=32, batch_size=3), progress=False)
+    assert [(r["id"], r["class"]) for r in read_rows(path)] == [
+        ("n01440764/0.JPEG", "n01440764"), ("n01440764/1.JPEG", "n01440764"),
+        ("n01443537/0.JPEG", "n01443537"), ("n01443537/1.JPEG", "n01443537")]

@@ -339,7 +339,13 @@ def _cmd_leaderboard(args) -> int:
     from .bench import leaderboard
 
     results = Path(args.results)
-    paths = leaderboard.write(results, Path(args.out) if args.out else results / "leaderboards")
+    out = Path(args.out) if args.out else results / "leaderboards"
+    if args.format == "md":
+        paths = leaderboard.write(results, out)
+    else:
+        from .results import write as write_table
+
+        paths = [write_table(results, out, args.format)]
     for p in paths:
         print(p)
     return 0
@@ -481,10 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=_cmd_train)
 
-    lb = sub.add_parser("leaderboard", help="make markdown leaderboards from result files")
+    lb = sub.add_parser("leaderboard", help="make markdown leaderboards (or one CSV/JSON table) from result files")
     lb.add_argument("--results", default="runs", help="folder of result files")
-    lb.add_argument("--out", help="where the markdown goes (default: <results>/leaderboards; the repository's "
+    lb.add_argument("--out", help="where the tables go (default: <results>/leaderboards; the repository's "
                                    "committed tables are rebuilt only with --out leaderboards)")
+    lb.add_argument("--format", choices=("md", "csv", "json"), default="md",
+                    help="md: a markdown page per task; csv/json: <out>/results.csv or .json, one row per metric "
+                         "value (vtbench.results.load)")
     lb.set_defaults(func=_cmd_leaderboard)
 
     bs = sub.add_parser("bench-speed", help="encode/decode images per second and peak memory on this machine")

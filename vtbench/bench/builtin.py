@@ -1,6 +1,6 @@
 """The builtin evaluation set: needs no network and is the same on every machine.
 
-Three subsets, one per task:
+Four subsets, one per task:
 
 * ``photos`` (reconstruction): scikit-image's bundled photographs (colour, and greyscale ones as RGB).
 * ``detail`` (detail preservation): procedural images rendered at the evaluation resolution, so no
@@ -8,11 +8,15 @@ Three subsets, one per task:
   seeded noise textures), plus scikit-image's texture photographs (brick, grass, gravel).
 * ``text`` (text preservation): words rendered with Pillow's bundled font at several sizes and line
   counts, black on white and light on dark, with the exact string kept as ground truth.
+* ``ladder`` (legibility): three strings of common English words at font sizes 8 to 96 px (DejaVu Sans,
+  dark on light), with the words that fit kept as ground truth.
 
 None of these images may be used for training: this set stays a clean evaluation set.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -151,3 +155,50 @@ def rendered_text(n: int, index: int) -> tuple[Image.Image, str]:
     for k, line in enumerate(text_lines):
         draw.text((margin, top + k * line_h), line, font=font, fill=fg)
     return img, "\n".join(text_lines)
+
+
+# --- font-size ladder -----------------------------------------------------------------------------
+#: font sizes in px (absolute: the same at every evaluation resolution)
+LADDER_SIZES = (8, 12, 16, 24, 32, 48, 64, 96)
+#: common English words, none of them in `WORDS` (the mini-zoo's training text); short words first so that
+#: something of every string fits at 96 px in a 256 px image
+LADDER_STRINGS = (
+    "we sell fresh bread every morning",
+    "it is cold and windy today",
+    "my sister plays music at night",
+)
+#: DejaVu Sans, bundled with matplotlib: not the font of `TEXT_LAYOUTS` or of the training text (Pillow's)
+LADDER_FONT = "DejaVuSans.ttf"
+
+
+def ladder_font(size: int) -> ImageFont.FreeTypeFont:
+    """The ladder's font (`LADDER_FONT`, from matplotlib's bundled fonts) at ``size`` px."""
+    matplotlib = require("matplotlib", "bench", "the builtin font-size ladder's font")
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / LADDER_FONT), size)
+
+
+def ladder_text(n: int, size: int, index: int) -> tuple[Image.Image, str]:
+    """String ``index`` of `LADDER_STRINGS` at ``size`` px in an n x n image, dark on light, and its exact
+    ground truth: the longest prefix of its words that fits inside a margin of n/16, wrapped onto as many
+    lines as fit. When not even the first word fits (e.g. 48 px and up in a 64 px image) the image is left
+    blank and the ground truth is empty: the size is not evaluated at that resolution."""
+    font = ladder_font(size)
+    margin = n // 16
+    width = n - 2 * margin
+    ascent, descent = font.getmetrics()
+    line_h = ascent + descent
+    max_lines = (n - 2 * margin) // line_h
+    lines: list[str] = []
+    for w in LADDER_STRINGS[index].split():
+        if lines and font.getlength(f"{lines[-1]} {w}") <= width:
+            lines[-1] = f"{lines[-1]} {w}"
+        elif len(lines) < max_lines and font.getlength(w) <= width:
+            lines.append(w)
+        else:
+            break
+    img = Image.new("RGB", (n, n), (250, 250, 245))
+    draw = ImageDraw.Draw(img)
+    top = (n - line_h * len(lines)) // 2
+    for k, line in enumerate(lines):
+        draw.text((margin, top + k * line_h), line, font=font, fill=(15, 15, 20))
+    return img, "\n".join(lines)

@@ -70,7 +70,8 @@ class Dataset:
 # --- builtin --------------------------------------------------------------------------------------
 class BuiltinDataset(Dataset):
     name = "builtin"
-    description = "scikit-image photographs, procedural fine detail, rendered text with ground truth (offline)"
+    description = ("scikit-image photographs, procedural fine detail, rendered text with ground truth, a font-size "
+                   "ladder (offline)")
     default_tasks = ("reconstruction", "detail", "text", "pfid")
 
     def samples(self, subset: str) -> list[Sample]:
@@ -86,12 +87,23 @@ class BuiltinDataset(Dataset):
         if subset == "text":
             return [Sample(f"text/{i:02d}_s{size}_l{lines}", lambda r, i=i: _text_image(r, i), {"source": "rendered"})
                     for i, (size, lines, _) in enumerate(builtin.TEXT_LAYOUTS)]
-        raise KeyError(f"builtin has no subset {subset!r}; it has photos, detail, text")
+        if subset == "ladder":
+            return [Sample(f"ladder/{size:02d}px_{i}", lambda r, size=size, i=i: _ladder_image(r, size, i),
+                           {"source": "rendered", "font_px": size})
+                    for size in builtin.LADDER_SIZES for i in range(len(builtin.LADDER_STRINGS))]
+        raise KeyError(f"builtin has no subset {subset!r}; it has photos, detail, text, ladder")
 
 
 def _text_image(resolution: int, index: int) -> Image.Image:
     """Rendered text; its ground truth depends on the resolution, so it travels in ``img.info["text"]``."""
     img, truth = builtin.rendered_text(resolution, index)
+    img.info["text"] = truth
+    return img
+
+
+def _ladder_image(resolution: int, size: int, index: int) -> Image.Image:
+    """A font-size ladder image; its ground truth (the words that fit) travels in ``img.info["text"]``."""
+    img, truth = builtin.ladder_text(resolution, size, index)
     img.info["text"] = truth
     return img
 

@@ -21,9 +21,10 @@ PREFERRED = ("psnr", "ssim", "lpips", "rfid", "kid", "pfid", "gmsd", "hf_energy_
 #: in result files but not in tables: speed depends on the machine, bpp has its own column, perplexity = 2^entropy,
 #: WER and the case-insensitive word accuracy repeat other columns, the OCR baseline is a note under the table
 HIDDEN = {"encode_images_per_s", "decode_images_per_s", "token_perplexity", "bits_per_pixel", "tokens_per_image", "wer",
-          "word_accuracy_nocase", "ocr_baseline_cer", "ocr_baseline_word_accuracy"}
+          "word_accuracy_nocase", "ocr_baseline_cer", "ocr_baseline_word_accuracy", "ocr_baseline_legible_from_px"}
 #: shown once under a table: the same for every row (a property of the data and the OCR engine)
-BASELINES = {"ocr_baseline_cer": "OCR of the original images: CER", "ocr_baseline_word_accuracy": "word accuracy"}
+BASELINES = {"ocr_baseline_cer": "OCR of the original images: CER", "ocr_baseline_word_accuracy": "word accuracy",
+             "ocr_baseline_legible_from_px": "legible from (px)"}
 
 
 class LeaderboardError(VtbenchError, ValueError):
@@ -35,6 +36,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return "n/a"
     if unit == "dB":
         return f"{value:.2f}"
+    if unit == "px":
+        return f"{value:.0f}"
     if unit in ("fraction", "bits", "bpp") or abs(value) < 10:
         return f"{value:.4f}"
     return f"{value:.2f}"
@@ -71,11 +74,7 @@ def _table(results: list[dict]) -> list[str]:
         if len(seen) > 1:
             raise LeaderboardError(f"metric {k!r} has conflicting directions across result files")
         direction[k] = seen.pop()
-    best = {}
-    for k, hib in direction.items():
-        vals = [r["metrics"][k]["value"] for r in results if k in r["metrics"] and r["metrics"][k]["value"] is not None]
-        if hib is not None and len(vals) > 1:
-            best[k] = max(vals) if hib else min(vals)
+    best = {k: _best([r["metrics"][k] for r in results if k in r["metrics"]], hib) for k, hib in direction.items()}
 
     def arrow(k):
         return {True: " ↑", False: " ↓", None: ""}[direction[k]]
@@ -96,9 +95,29 @@ def _table(results: list[dict]) -> list[str]:
                 continue
             v = m[k]
             text = _fmt(v["value"], v.get("unit", "")) if v.get("available", True) else "unavailable"
-            cells.append(f"**{text}**" if k in best and v["value"] == best[k] else text)
+            if v.get("ci_low") is not None and v["value"] is not None:
+                text += f" ±{_fmt((v['ci_high'] - v['ci_low']) / 2, v.get('unit', ''))}"
+            cells.append(f"**{text}**" if best[k] is v else text)
         lines.append("| " + " | ".join(cells) + " |")
-    return lines + _notes(results, metric_names)
+    legend = []
+    if any(r["metrics"][k].get("ci_low") is not None for r in results for k in metric_names if k in r["metrics"]):
+        legend = ["", "± is half the 95% bootstrap interval over images; bold marks a best only when its interval "
+                      "lies beyond the runner-up's."]
+    return lines + legend + _notes(results, metric_names)
+
+
+def _best(values: list[dict], higher_is_better: bool | None) -> dict | None:
+    """The metric entry to mark best: the top value, only when its 95% interval and the runner-up's both exist
+    and do not overlap (a lead inside the sampling noise of the images is not a win)."""
+    ranked = [v for v in values if v["value"] is not None and v.get("available", True)]
+    if higher_is_better is None or len(ranked) < 2:
+        return None
+    ranked.sort(key=lambda v: v["value"], reverse=higher_is_better)
+    top, second = ranked[:2]
+    if None in (top.get("ci_low"), second.get("ci_low")):
+        return None
+    beyond = top["ci_low"] > second["ci_high"] if higher_is_better else top["ci_high"] < second["ci_low"]
+    return top if beyond else None
 
 
 def _notes(results: list[dict], metric_names: list[str]) -> list[str]:
@@ -115,9 +134,9 @@ def _notes(results: list[dict], metric_names: list[str]) -> list[str]:
         if text := _caveat(r):
             caveats[text].add(r["tokenizer"]["name"])
     notes += [f"- † {', '.join(sorted(names))}: {text}" for text, names in sorted(caveats.items())]
-    base = [f"{label} {_fmt(v, 'fraction')}" for key, label in BASELINES.items()
-            for v in sorted({r["metrics"][key]["value"] for r in results if r["metrics"].get(key, {}).get("value")
-                             is not None})]
+    base = [f"{label} {_fmt(v, unit)}" for key, label in BASELINES.items()
+            for v, unit in sorted({(r["metrics"][key]["value"], r["metrics"][key].get("unit", "fraction"))
+                                   for r in results if r["metrics"].get(key, {}).get("value") is not None})]
     if base:
         notes.append("- " + ", ".join(base) + " (how much the OCR engine itself loses)")
     return ([""] + notes) if notes else []

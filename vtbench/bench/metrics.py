@@ -27,6 +27,7 @@ import torchmetrics
 
 from .._extras import MissingExtra
 from ..tokenizers.tokens import Tokens
+from .intervals import bootstrap_mean
 from .metric_weights import MetricWeightsUnavailable
 
 
@@ -67,6 +68,8 @@ class MetricValue:
     reason: str = ""  # why it is unavailable
     note: str = ""  # caveats a reader must see (e.g. too few samples)
     extra: dict = field(default_factory=dict)  # structured detail (e.g. a sweep), kept in the result file
+    ci_low: float | None = None  # 95% interval (`intervals`), where the metric has one
+    ci_high: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,16 +123,20 @@ def f64(*shape: int) -> torch.Tensor:
 
 
 class MeanMetric(Metric):
-    """Mean over images of a per-image value; subclasses implement `per_image`."""
+    """Mean over images of a per-image value, with its 95% bootstrap interval (`intervals.bootstrap_mean`
+    over the per-image values, kept with their sample positions); subclasses implement `per_image`."""
 
     higher_is_better: bool | None = True
     unit = ""
+    version = 2  # v2: the interval
 
     def __init__(self):
         super().__init__()
         self.outputs = {self.name: (self.higher_is_better, self.unit)}
         self.add_state("total", f64(), dist_reduce_fx="sum")
         self.add_state("count", f64(), dist_reduce_fx="sum")
+        self.add_state("values", [], dist_reduce_fx="cat")
+        self.add_state("index", [], dist_reduce_fx="cat")
 
     def per_image(self, originals: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -138,11 +145,18 @@ class MeanMetric(Metric):
         values = self.per_image(batch.originals, batch.reconstructions).double()
         self.total += values.sum().to(self.total.device)
         self.count += values.numel()
+        self.values.append(values.to(self.total.device))
+        self.index.append(batch.index.to(self.total.device))
         return {self.name: values}
 
     def _compute(self):
         n = int(self.count)
-        return {self.name: self._value(self.name, float(self.total / self.count) if n else None, n)}
+        v = self._value(self.name, float(self.total / self.count) if n else None, n)
+        if n:
+            values, index = (torchmetrics.utilities.dim_zero_cat(x) for x in (self.values, self.index))
+            ci = bootstrap_mean(values[index.argsort()].cpu().numpy())
+            v.ci_low, v.ci_high = ci or (None, None)
+        return {self.name: v}
 
 
 PSNR_CAP_DB = 100.0

@@ -171,3 +171,89 @@ def load_results(folder: Path) -> list[dict]:
         data["_path"] = str(p.relative_to(folder))
         out.append(data)
     return out
+
+
+# --- flat records (`vtbench.results` makes DataFrames of them) ------------------------------------------
+#: the fields of a `metric_records` record, in order
+METRIC_COLUMNS = ("tokenizer", "registry_name", "weights_tag", "weights_sha256", "random_weights", "family",
+                  "dataset", "subset", "resolution", "limit", "num_samples", "fingerprint", "task", "metric", "value",
+                  "unit", "higher_is_better", "count", "available", "reason", "note", "interval_low",
+                  "interval_high", "implementation", "task_version", "metric_version", "vtbench_version",
+                  "git_commit", "created", "precision", "world_size", "path")
+
+
+def _number(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def interval(entry: dict) -> tuple[float | None, float | None]:
+    """A metric entry's 95% interval (``ci_low``, ``ci_high``; `intervals`); ``(None, None)`` when it has none."""
+    return _number(entry.get("ci_low")), _number(entry.get("ci_high"))
+
+
+def _sample_set(r: dict) -> dict:
+    """The fields that name a result: tokenizer, weights, dataset, sample set, task, path."""
+    tok, d = r["tokenizer"], r["dataset"]
+    weights = tok.get("weights") or {}
+    return {"tokenizer": tok["name"], "registry_name": tok.get("registry_name"), "weights_tag": weights.get("tag"),
+            "weights_sha256": weights.get("sha256"), "random_weights": weights.get("tag") == "random",
+            "family": tok.get("family"), "dataset": d["name"], "subset": d.get("subset"),
+            "resolution": d["resolution"], "limit": d.get("limit"), "num_samples": d.get("num_samples"),
+            "fingerprint": d.get("fingerprint"), "task": r["task"], "path": r.get("_path")}
+
+
+def _order(r: dict) -> tuple:
+    d = r["dataset"]
+    return (d["name"], d.get("subset") or "", r["task"], d["resolution"], d.get("limit") is not None,
+            d.get("limit") or 0, r["tokenizer"]["name"], r.get("_path") or "")
+
+
+def _value_owners() -> dict[str, list[str]]:
+    """Value name -> the `Metric.name`s that compute a value of that name (keys of ``versions.metrics``;
+    ``cer`` comes from the text task's metric and from the legibility one)."""
+    from .tasks import METRICS  # here: the metrics are heavy and tasks imports them all
+
+    owners: dict[str, list[str]] = {}
+    for name, m in METRICS.items():
+        for k in m.outputs or {name: None}:
+            owners.setdefault(k, []).append(name)
+    return owners
+
+
+def metric_records(results: list[dict]) -> list[dict]:
+    """One record (fields `METRIC_COLUMNS`) per metric value of each of `load_results`' results, ordered by
+    dataset, subset, task, resolution, limit, tokenizer, path and metric name."""
+    owners, out = _value_owners(), []
+    for r in sorted(results, key=_order):
+        base, versions = _sample_set(r), r.get("versions") or {}
+        metric_versions = versions.get("metrics") or {}
+        for name in sorted(r["metrics"]):
+            m = r["metrics"][name]
+            low, high = interval(m)
+            rec = {**base, "metric": name, "value": m.get("value"), "unit": m.get("unit", ""),
+                   "higher_is_better": m.get("higher_is_better"), "count": m.get("count"),
+                   "available": m.get("available", True), "reason": m.get("reason", ""), "note": m.get("note", ""),
+                   "interval_low": low, "interval_high": high, "implementation": m.get("implementation", ""),
+                   "task_version": versions.get("task"),
+                   "metric_version": next((metric_versions[o] for o in owners.get(name, [name])
+                                           if o in metric_versions), None),
+                   "vtbench_version": r.get("vtbench_version"), "git_commit": r.get("git_commit"),
+                   "created": r.get("created"), "precision": (r.get("config") or {}).get("precision", "fp32"),
+                   "world_size": (r.get("environment") or {}).get("world_size", 1)}
+            out.append({k: rec[k] for k in METRIC_COLUMNS})
+    return out
+
+
+def row_records(folder: Path, results: list[dict]) -> list[dict]:
+    """One record per image per result (``results`` from ``load_results(folder)``, in `metric_records`' order):
+    the result's tokenizer, dataset, sample set, task and path, then the image's row (`read_rows`)."""
+    out = []
+    for r in sorted(results, key=_order):
+        path = folder / r["_path"]
+        try:
+            rows = read_rows(path)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ResultError(f"{rows_path(path)}: per-image rows not readable ({e})") from None
+        base = _sample_set(r)
+        out += [{**base, **row} for row in rows]
+    return out

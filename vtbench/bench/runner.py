@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..common import sha256_bytes, write_atomic
 from ..errors import VtbenchError
+from ..pretokenize import class_labels
 from ..tokenizers import Tokenizer
 from . import metric_weights
-from .datasets import Dataset, Fingerprint, Sample, Skipped, batches
+from .datasets import Dataset, Fingerprint, FolderDataset, Sample, Skipped, batches
 from .metrics import EvalBatch, Metric, to_uint8
 from .results import SCHEMA, environment, git_commit, identity, result_path, sample_key, stored_result, write_result
 from .tasks import Task
@@ -372,6 +373,9 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
                unit="img", disable=not progress or shard.rank != 0, leave=False)
     pending: list[Skipped] = []  # files that fail to decode, reported by `batches`
     position = {s.id: p for s, p in zip(shard.samples, shard.positions)}
+    # an ImageNet-style class-folder tree: rows name each image's class
+    labels = class_labels([s.id for s in samples]) if isinstance(dataset, FolderDataset) else None
+    classes = {s.id: labels[0][k] for s, k in zip(samples, labels[1])} if labels else {}
     with torch.inference_mode():
         for batch in batches(todo, resolution, cfg.batch_size, pending, cfg.workers, pin_memory=device.type == "cuda"):
             index = [shard.positions[saved["done"] + i] for i in batch.index]
@@ -392,8 +396,8 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
                 m.update(eb)
                 for k, v in (m.rows or {}).items():
                     columns[k] = v.tolist() if torch.is_tensor(v) else list(v)
-            rows += [{"_index": pos, "id": sid, **{k: col[i] for k, col in columns.items()},
-                      **({"text": meta["text"]} if "text" in meta else {})}
+            rows += [{"_index": pos, "id": sid, **({"class": classes[sid]} if classes else {}),
+                      **{k: col[i] for k, col in columns.items()}, **({"text": meta["text"]} if "text" in meta else {})}
                      for i, (pos, sid, meta) in enumerate(zip(index, batch.ids, batch.meta))]
             fp.update(batch, index)
             if shard.rank == 0:

@@ -9,7 +9,7 @@ from ..errors import UnknownName
 from .metrics import GMSD, PSNR, SSIM, HighFrequencyEnergy, Metric, Throughput, TokenStats
 from .perceptual import FID, LPIPS
 from .pfid import PFID
-from .text import TextPreservation
+from .text import Legibility, TextPreservation
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,13 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                                                 TokenStats(layout.vocab_sizes)],
          "pFID: rFID after perturbing a fraction alpha of tokens to near neighbours (sweep over alpha)",
          settings=("seed", "alpha", "delta")),
+    Task("legibility", "ladder", lambda cfg, layout: [Legibility(), TokenStats(layout.vocab_sizes), Throughput()],
+         "font-size ladder (8-96 px): OCR word accuracy and CER per size, smallest legible size (legible_from_px)"),
 )}
 
 METRICS: dict[str, type[Metric]] = {m.name: m for m in (PSNR, SSIM, LPIPS, FID, PFID, GMSD, HighFrequencyEnergy,
-                                                        TextPreservation, TokenStats, Throughput)}
+                                                        TextPreservation, Legibility, TokenStats,
+                                                        Throughput)}
 
 
 def get_task(name: str) -> Task:

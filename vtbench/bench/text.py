@@ -27,6 +27,9 @@ CER is per character in every language (a Chinese character is one character; wh
 English). Chinese (like Japanese and Thai) does not separate words with spaces, so whitespace "words" would
 be whole lines: ``wer`` and the word accuracies are computed only over images in space-separated languages,
 and are reported unavailable when there are none (a Chinese-only dataset has CER only).
+
+`Legibility` scores the builtin font-size ladder (``meta["font_px"]``) with the same normalisation, alignment,
+engine and cache: word accuracy and CER per font size, and the smallest size from which text stays legible.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import torch.nn.functional as F
 from .._extras import MissingExtra, require
 from ..common import write_atomic
 from . import metric_weights
+from .builtin import LADDER_SIZES
 from .datasets import pixel_hash
 from .metrics import EvalBatch, Metric, MetricValue
 
@@ -363,3 +367,124 @@ def _compare(ref: str, hyp: str, casefold: bool = False) -> tuple[int, int, int,
 
 def _rate(num: float, den: float) -> float:
     return num / den if den else (0.0 if num == 0 else 1.0)
+
+
+def legible_from(sizes: list[int], accuracy: list[float | None], threshold: float = 0.5) -> int | None:
+    """The smallest size from which word accuracy is >= ``threshold`` at every larger size; sizes whose
+    accuracy is None (not evaluated) are passed over. None when the largest evaluated size is below it."""
+    found = None
+    for size, acc in sorted(((s, a) for s, a in zip(sizes, accuracy) if a is not None), reverse=True):
+        if acc < threshold:
+            break
+        found = size
+    return found
+
+
+class Legibility(Metric):
+    """OCR word accuracy and CER per font size on the builtin font-size ladder (``meta["font_px"]``,
+    ``meta["text"]``), of the reconstruction and of the original, and ``legible_from_px``: the smallest size
+    at which the reconstruction's word accuracy reaches ``threshold`` and stays there at every larger size.
+    Reads with one engine (default ``easyocr-en``), the originals through `OCRCache`; counts as `_compare`."""
+
+    name = "legibility"
+    description = "smallest font size (px) whose OCR word accuracy reaches 50% and stays there (font-size ladder)"
+    outputs = {
+        "legible_from_px": (False, "px"), "ocr_baseline_legible_from_px": (False, "px"),
+        "word_accuracy": (True, "fraction"), "cer": (False, "fraction"),
+        "ocr_baseline_word_accuracy": (True, "fraction"), "ocr_baseline_cer": (False, "fraction"),
+    }
+
+    def __init__(self, sizes: tuple[int, ...] | None = None, threshold: float = 0.5, engine: str = "easyocr-en",
+                 cache: Path | None = None):
+        """``sizes``: the ladder's font sizes (default the builtin `LADDER_SIZES`); ``cache``: the folder of
+        OCR caches (default ``$VTBENCH_CACHE/ocr``)."""
+        super().__init__()
+        if engine not in ENGINES:
+            raise ValueError(f"unknown OCR engine {engine!r}; engines: {', '.join(ENGINES)}")
+        self.sizes = tuple(sorted(sizes or LADDER_SIZES))
+        self.threshold, self.engine_name, self.cache_root = threshold, engine, cache
+        self.implementation = (f"{engine} via vtbench (images upsampled to >= {OCR_MIN_SIDE} px, bicubic); NFKC + "
+                               f"whitespace normalisation; word accuracy and CER per font size against the ladder's "
+                               f"ground truth; legible from the smallest size whose word accuracy reaches "
+                               f"{threshold:.0%} and stays there at every larger size")
+        # per size: counts (`_compare`) of reconstruction vs truth and original vs truth
+        self.add_state("counts", torch.zeros(len(self.sizes), 2, _COUNTS, dtype=torch.float64), dist_reduce_fx="sum")
+        # per size: images with ground truth, and blank ones (no word fits at this resolution)
+        self.add_state("images", torch.zeros(2, len(self.sizes), dtype=torch.float64), dist_reduce_fx="sum")
+        self._tags: dict[str, str] = {}
+
+    def _update(self, batch: EvalBatch):
+        wrong = [sid for sid, m in zip(batch.ids, batch.meta)
+                 if m.get("font_px") not in self.sizes or not isinstance(m.get("text"), str)]
+        if wrong:
+            self.unavailable = (f"legibility needs the builtin font-size ladder (subset 'ladder': meta font_px in "
+                                f"{list(self.sizes)} and its text); {wrong[0]} has no such size or text")
+            return None
+        slots = [self.sizes.index(m["font_px"]) for m in batch.meta]
+        read = [i for i, m in enumerate(batch.meta) if normalise(m["text"])]
+        originals, recons = [""] * len(slots), [""] * len(slots)
+        if read:
+            engine = ocr_engine(self.engine_name, str(batch.device))
+            self._tags[self.engine_name] = engine.cache_tag
+            for i, orig, rec in zip(read, OCRCache(engine, self.cache_root).read(batch.originals[read]),
+                                    engine.read(batch.reconstructions[read])):
+                originals[i], recons[i] = orig, rec
+        rows = {"font_px": [m["font_px"] for m in batch.meta], "ocr_text": recons, "cer": [], "word_accuracy": []}
+        for i, (meta, slot) in enumerate(zip(batch.meta, slots)):
+            if i not in read:
+                self.images[1, slot] += 1
+                rows["cer"].append(None)
+                rows["word_accuracy"].append(None)
+                continue
+            self.images[0, slot] += 1
+            c = _compare(meta["text"], recons[i])
+            self.counts[slot, 0] += torch.tensor(c, dtype=torch.float64, device=self.counts.device)
+            self.counts[slot, 1] += torch.tensor(_compare(meta["text"], originals[i]), dtype=torch.float64,
+                                                 device=self.counts.device)
+            rows["cer"].append(_rate(c[0], c[1]))
+            rows["word_accuracy"].append(_rate(c[3], c[4]))
+        return rows
+
+    def _compute(self):
+        images, blank = (v.tolist() for v in self.images.cpu())
+        c = self.counts.cpu()
+        evaluated = [n > 0 for n in images]
+
+        def per_size(k, num, den):
+            return [_rate(float(c[i, k, num]), float(c[i, k, den])) if ok else None for i, ok in enumerate(evaluated)]
+
+        curve = {"font_px": list(self.sizes), "images": [int(n) for n in images],
+                 "words": [int(n) for n in c[:, 0, 4].tolist()],
+                 "word_accuracy": per_size(0, 3, 4), "cer": per_size(0, 0, 1),
+                 "ocr_baseline_word_accuracy": per_size(1, 3, 4), "ocr_baseline_cer": per_size(1, 0, 1)}
+        n = int(sum(images))
+        extra = {"threshold": self.threshold, "curve": curve,
+                 "ocr_engines": {name: {"images": n, "cache_tag": tag} for name, tag in self._tags.items()}}
+        if not n:
+            why = f"no size of the ladder ({', '.join(map(str, self.sizes))} px) fits at this resolution"
+            return {k: MetricValue(None, hib, self.implementation, unit, 0, False, why, extra=extra)
+                    for k, (hib, unit) in self.outputs.items()}
+        shown = [s for s, ok in zip(self.sizes, evaluated) if ok]
+        unfit = [s for s, ok, b in zip(self.sizes, evaluated, blank) if not ok and b]
+        note = (f"sizes {', '.join(map(str, unfit))} px do not fit at this resolution and are not evaluated; "
+                if unfit else "") + (f"{int(c[:, 0, 4].sum())} words in {n} images over {shown[0]}-{shown[-1]} px, "
+                                     f"as few as {min(w for w in curve['words'] if w)} at one size: per-size "
+                                     f"accuracies are coarse")
+        values = {}
+        for key, k, whose in (("legible_from_px", 0, "the reconstructions'"),
+                              ("ocr_baseline_legible_from_px", 1, "the originals'")):
+            size = legible_from(list(self.sizes), curve[("ocr_baseline_" if k else "") + "word_accuracy"],
+                                self.threshold)
+            if size is None:
+                why = (f"never legible: {whose} word accuracy at the largest evaluated size ({shown[-1]} px) is "
+                       f"below {self.threshold:.0%}")
+                values[key] = MetricValue(None, False, self.implementation, "px", n, False, why,
+                                          extra={**extra, "never_legible": True})
+            else:
+                values[key] = self._value(key, float(size), n, extra=extra)
+        values["legible_from_px"].note = note
+        tot = c.sum(0)
+        for key, k in (("word_accuracy", 0), ("cer", 0), ("ocr_baseline_word_accuracy", 1), ("ocr_baseline_cer", 1)):
+            num, den = (3, 4) if key.endswith("word_accuracy") else (0, 1)
+            values[key] = self._value(key, _rate(float(tot[k, num]), float(tot[k, den])), n, extra=extra)
+        return values

@@ -17,7 +17,7 @@ from .results import load_results, slug
 
 #: metric columns, in this order when present; others follow alphabetically
 PREFERRED = ("psnr", "ssim", "lpips", "rfid", "kid", "pfid", "gmsd", "hf_energy_ratio", "cer", "cer_nocase",
-             "word_accuracy", "ocr_agreement_cer", "codebook_usage", "token_entropy")
+             "word_accuracy", "legible_from_px", "ocr_agreement_cer", "codebook_usage", "token_entropy")
 #: in result files but not in tables: speed depends on the machine, bpp has its own column, perplexity = 2^entropy,
 #: WER and the case-insensitive word accuracy repeat other columns, the OCR baseline is a note under the table
 HIDDEN = {"encode_images_per_s", "decode_images_per_s", "token_perplexity", "bits_per_pixel", "tokens_per_image", "wer",

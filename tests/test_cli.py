@@ -371,3 +371,16 @@ def test_leaderboard_writes_beside_the_results_unless_told_otherwise(tmp_path, m
     assert not (tmp_path / "leaderboards").exists()  # the repository's committed tables are left alone
     assert main(["leaderboard", "--results", "runs", "--out", "leaderboards"]) == 0
     assert (tmp_path / "leaderboards" / "reconstruction.md").is_file()
+
+
+def test_rows_are_grouped_by_family_with_baselines_last_in_natural_order():
+    from vtbench.bench.leaderboard import _row_order
+
+    def result(name, family):
+        return {"tokenizer": {"name": name, "family": family}}
+
+    rows = [result(n, f) for n, f in (("bicubic-f16", "baseline"), ("mini-vq", "vq"), ("bicubic-f8", "baseline"),
+                                      ("bicubic-f8-4bit", "baseline"), ("mini-flextok-k32", "flextok"),
+                                      ("mini-flextok-k8", "flextok"))]
+    assert [r["tokenizer"]["name"] for r in sorted(rows, key=_row_order)] == [
+        "mini-flextok-k8", "mini-flextok-k32", "mini-vq", "bicubic-f8", "bicubic-f8-4bit", "bicubic-f16"]

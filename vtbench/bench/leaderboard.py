@@ -7,6 +7,7 @@ heading: a limited set says "first N images", and sets that differ only by finge
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def _table(results: list[dict]) -> list[str]:
     header = ["Tokenizer", "Family", "Type", "Tokens", "Vocab", "bpp"] + [f"{k}{arrow(k)}" for k in metric_names]
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * 2 + ["---"] + ["---:"] * (len(header) - 3)) + "|"]
-    for r in sorted(results, key=lambda r: r["tokenizer"]["name"]):
+    for r in sorted(results, key=_row_order):
         tok, m = r["tokenizer"], r["metrics"]
         bpp = m.get("bits_per_pixel", {}).get("value")
         measured = m.get("tokens_per_image", {}).get("value")  # at the evaluated resolution
@@ -104,6 +105,13 @@ def _table(results: list[dict]) -> list[str]:
         legend = ["", "± is half the 95% bootstrap interval over images; bold marks a best only when its interval "
                       "lies beyond the runner-up's."]
     return lines + legend + _notes(results, metric_names)
+
+
+def _row_order(r: dict) -> tuple:
+    """Tokenizers grouped by family, baselines last; names in natural order (bicubic-f8 before bicubic-f16)."""
+    tok = r["tokenizer"]
+    natural = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tok["name"])]
+    return tok["family"] == "baseline", tok["family"], natural, tok["name"]
 
 
 def _best(values: list[dict], higher_is_better: bool | None) -> dict | None:

@@ -183,9 +183,9 @@ def _print_table(header, rows) -> None:
 
 def _cmd_run(args) -> int:
     """Under ``torchrun`` every process evaluates its shard; rank 0 prints, writes results and leaderboard."""
-    from .bench.runner import distributed
+    from . import distributed
 
-    with distributed() as (rank, _):
+    with distributed.session() as (rank, _):
         return _run(args, print if rank == 0 else lambda *a, **k: None)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, distributed
 from .bench.datasets import Dataset, Skipped, batches, center_crop_adm
 from .common import write_atomic
 from .errors import VtbenchError
@@ -188,25 +187,6 @@ def shard_name(k: int) -> str:
     return f"shard-{k:05d}"
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size): from an initialised process group, or torchrun's environment (initialising gloo)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.barrier()
-
-
 def tokenize(tok: Tokenizer, dataset: Dataset, out: Path, cfg: TokenizeConfig = TokenizeConfig(),
              device: torch.device | str = "cpu", progress: bool = True) -> Path:
     """Encode ``dataset`` into ``out`` (resuming a run there with the same plan); returns meta.json's path."""
@@ -217,7 +197,7 @@ def tokenize(tok: Tokenizer, dataset: Dataset, out: Path, cfg: TokenizeConfig = 
         raise TokenizeError(f"dataset {dataset.name} has no images")
     labels = class_labels([s.id for s in samples])
     plan = _plan(tok, dataset, samples, labels, cfg, resolution)
-    rank, world = _distributed()
+    rank, world = distributed.init("gloo")
     plan_path = out / "plan.json"
     if rank == 0:
         if plan_path.exists():
@@ -228,7 +208,7 @@ def tokenize(tok: Tokenizer, dataset: Dataset, out: Path, cfg: TokenizeConfig = 
                                     "differ); use another --out, or delete the folder to start over")
         else:
             write_atomic(plan_path, json.dumps(plan, indent=1))
-    _barrier()
+    distributed.barrier()
     storage = Storage(plan["storage"]["array"], plan["storage"]["dtype"], tuple(plan["storage"]["shape"]))
     n_shards = -(-len(samples) // cfg.shard_size)
     todo = [k for k in range(rank, n_shards, world) if not (out / f"{shard_name(k)}.json").exists()]
@@ -241,11 +221,11 @@ def tokenize(tok: Tokenizer, dataset: Dataset, out: Path, cfg: TokenizeConfig = 
         _write_shard(tok, samples[first:first + cfg.shard_size], first, labels, storage, plan, cfg,
                      out / shard_name(k), device, bar)
     bar.close()
-    _barrier()
+    distributed.barrier()
     meta = out / "meta.json"
     if rank == 0:
         write_atomic(meta, json.dumps(_meta(plan, out, n_shards), indent=1))
-    _barrier()
+    distributed.barrier()
     return meta
 
 

@@ -185,19 +185,21 @@ class FeatureStats(torchmetrics.Metric):
         return Features(n, mu, sigma, kept, len(kept) == n)
 
 
-def fid_and_kid(real: Features, fake: Features, seed: int, reference: Reference | None = None
-                ) -> dict[str, float | None]:
-    """rFID (Gram form when both sets are complete and smaller than the feature dimension, else the
-    covariance form against ``reference``, the real set's) and KID with its std over subsets."""
-    n = real.n
-    if n < 2:
-        return {"rfid": None, "kid": None, "kid_std": 0.0, "fid_form": None}
-    if real.complete and fake.complete and n < len(real.mu):
-        value, form = frechet_distance_gram(real.kept, fake.kept), "gram"
-    else:
-        value, form = (reference or Reference(real.mu, real.sigma)).distance(fake.mu, fake.sigma), "covariance"
+def fid(real: Features, fake: Features, reference: Reference | None = None) -> tuple[float | None, str | None]:
+    """(rFID, its form): the Gram form when both sets are complete and smaller than the feature dimension,
+    else the covariance form against ``reference`` (the real set's, computed here when not given)."""
+    if real.n < 2:
+        return None, None
+    if real.complete and fake.complete and real.n < len(real.mu):
+        return _finite(frechet_distance_gram(real.kept, fake.kept)), "gram"
+    return _finite((reference or Reference(real.mu, real.sigma)).distance(fake.mu, fake.sigma)), "covariance"
+
+
+def fid_and_kid(real: Features, fake: Features, seed: int) -> dict[str, float | None]:
+    """`fid`, and KID with its std over subsets."""
+    value, form = fid(real, fake)
     kid, kid_std = kernel_inception_distance(real.kept, fake.kept, seed) if len(real.kept) >= 2 else (math.nan, 0.0)
-    return {"rfid": _finite(value), "kid": _finite(kid), "kid_std": kid_std, "fid_form": form}
+    return {"rfid": value, "kid": _finite(kid), "kid_std": kid_std, "fid_form": form}
 
 
 class FID(Metric):

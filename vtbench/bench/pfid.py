@@ -28,7 +28,7 @@ from torch import nn
 from ..tokenizers.tokens import Tokens
 from .metrics import EvalBatch, Metric, to_uint8
 from .networks import inception_network
-from .perceptual import FeatureCache, FeatureStats, Reference, fid_and_kid, real_features
+from .perceptual import FeatureCache, FeatureStats, Reference, fid, real_features
 from .perturbation import perturb, perturb_continuous
 
 HEADLINE_ALPHA = 0.1
@@ -89,12 +89,11 @@ class PFID(Metric):
         reference = Reference(real.mu, real.sigma)
         curve = []
         for a, fake in zip(self.alphas, self.fakes):
-            curve.append({"alpha": a, "pfid": fid_and_kid(real, fake.compute(), self.seed, reference)["rfid"],
-                          "count": real.n})
+            curve.append({"alpha": a, "pfid": fid(real, fake.compute(), reference)[0], "count": real.n})
         head = next(c for c in curve if c["alpha"] == self.headline)
         extra = {"alpha": self.headline, "delta": self.delta, "seed": self.seed, "curve": curve}
         if len(self.per_scale):
-            extra["per_scale"] = [{"scale": k, "pfid": fid_and_kid(real, f.compute(), self.seed, reference)["rfid"]}
+            extra["per_scale"] = [{"scale": k, "pfid": fid(real, f.compute(), reference)[0]}
                                   for k, f in enumerate(self.per_scale)]
         note = f"alpha={self.headline:g}, delta={self.delta}; FID on {head['count']} images (see rfid's caveat)"
         return {"pfid": self._value("pfid", head["pfid"], head["count"], note, extra)}

@@ -20,7 +20,7 @@ import torchmetrics
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .. import __version__, distributed
 from ..common import sha256_bytes, write_atomic
 from ..errors import VtbenchError
 from ..pretokenize import class_labels
@@ -121,61 +121,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def init_distributed() -> tuple[int, int]:
-    """Join the process group a ``torchrun`` launch describes (``WORLD_SIZE`` > 1 in the environment):
-    NCCL when this machine has a GPU, gloo otherwise. Returns (rank, world size); (0, 1) when not launched
-    so. Safe to call twice."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
-        return 0, 1
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    return dist.get_rank(), dist.get_world_size()
-
-
-@contextlib.contextmanager
-def distributed():
-    """`init_distributed` for the duration of the block, yielding (rank, world size); a process group it
-    created is destroyed at the end."""
-    dist = torch.distributed
-    existed = dist.is_available() and dist.is_initialized()
-    try:
-        yield init_distributed()
-    finally:
-        if not existed and dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _world() -> tuple[int, int]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _gather(obj) -> list:
-    """``obj`` of every process, in rank order (just ``[obj]`` in one process)."""
-    rank, world = _world()
-    if world == 1:
-        return [obj]
-    out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
-
-def _from_rank0(obj):
-    """Rank 0's ``obj`` in every process."""
-    if _world()[1] == 1:
-        return obj
-    box = [obj]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -235,7 +181,7 @@ def _describe_skipped(skipped: list[Skipped]) -> str:
 def _planned(tok: Tokenizer, dataset: Dataset, task: Task, cfg: RunConfig, metrics: list[Metric], resolution: int,
              limit: int | None) -> dict:
     """The result this run will write, before any value is known (fields filled in by `evaluate`)."""
-    rank, world = _world()
+    world = distributed.world()[1]
     env = environment(tok.device)
     env.update(world_size=world, backend=torch.distributed.get_backend() if world > 1 else None)
     return {
@@ -273,7 +219,7 @@ class _Shard:
     continues from when it was written for the same plan."""
 
     def __init__(self, out: Path, path: Path, planned: dict, settings, samples: list[Sample], batch_size: int):
-        self.rank, self.world = _world()
+        self.rank, self.world = distributed.world()
         starts = range(self.rank * batch_size, len(samples), self.world * batch_size)
         self.positions = [i for b in starts for i in range(b, min(b + batch_size, len(samples)))]
         self.samples = [samples[i] for i in self.positions]
@@ -334,7 +280,7 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     its last checkpoint. Any other existing result is recomputed, with a warning saying what differed.
     Raises `RunError` (writing nothing) when no image can be evaluated.
 
-    Under ``torch.distributed`` (`init_distributed`) every process evaluates its own shard, metrics are
+    Under ``torch.distributed`` (`vtbench.distributed.init`) every process evaluates its own shard, metrics are
     synchronised, and rank 0 writes the result and the per-image rows of all processes in sample order;
     every process returns the result.
     """
@@ -352,10 +298,10 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     result = _planned(tok, dataset, task, cfg, metrics, resolution, limit)
     path = result_path(out, dataset.name, tok.label, task.name, sample_key(resolution, tok.info.resolution, limit))
     stored, reason = None, ""
-    if path.exists() and not cfg.overwrite and _world()[0] == 0:
+    if path.exists() and not cfg.overwrite and distributed.world()[0] == 0:
         stored, reason = stored_result(path, result, task.settings,
                                        lambda: fingerprint(samples, resolution, cfg.batch_size, cfg.verify))
-    stored, reason = _from_rank0((stored, reason))
+    stored, reason = distributed.from_rank0((stored, reason))
     if stored is not None:
         return stored, path
     if reason:
@@ -383,11 +329,11 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
             t0 = time.perf_counter()
             with precision:
                 tokens = tok.encode(originals.float() / 127.5 - 1)
-            _sync(device)
+            synchronize(device)
             t1 = time.perf_counter()
             with precision:
                 recon = to_uint8(tok.decode(tokens).float())
-            _sync(device)
+            synchronize(device)
             t2 = time.perf_counter()
             eb = EvalBatch(batch.ids, originals, recon, tokens, batch.meta, t1 - t0, t2 - t1, tok,
                            torch.tensor(index, dtype=torch.int64, device=device))
@@ -418,7 +364,7 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     shard.save(metrics, {"done": len(shard.samples), "rows": rows, "digests": fp.digests, "skipped": late_skips,
                          "elapsed": time.perf_counter() - started})
 
-    parts = _gather((rows, fp.digests, late_skips))
+    parts = distributed.gather((rows, fp.digests, late_skips))
     rows = sorted((r for p in parts for r in p[0]), key=lambda r: r.pop("_index") if "_index" in r else 0)
     for p in parts:
         fp.digests.update(p[1])
@@ -441,14 +387,11 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     if shard.rank == 0:
         write_result(path, result, rows)
         remember_fingerprint(samples, resolution, result["dataset"]["fingerprint"])
-    _barrier()
+    distributed.barrier()
     shard.remove()
     return result, path
 
 
-def _barrier() -> None:
-    if _world()[1] > 1:
-        torch.distributed.barrier()
 def _save_images(folder: Path, originals: torch.Tensor, recons: torch.Tensor, ids: list[str], n: int) -> None:
     """Save the first ``n`` reconstructions of this batch (and their originals) as PNG."""
     for i in range(min(max(n, 0), len(ids))):

@@ -15,7 +15,6 @@ not `vtbench.result/2` files: `results.load_results` skips them, `load_speed_res
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -33,7 +32,7 @@ from .. import __version__
 from ..common import write_atomic
 from ..errors import VtbenchError
 from .results import environment, git_commit, slug
-from .runner import PRECISIONS
+from .runner import PRECISIONS, autocast, synchronize
 
 SCHEMA = "vtbench.speed/1"
 SEED = 0
@@ -126,17 +125,12 @@ def synthetic_batch(batch_size: int, resolution: int, device: torch.device) -> t
     return (torch.rand(batch_size, 3, resolution, resolution, generator=g) * 2 - 1).to(device)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn, device: torch.device):
     """``(fn(), seconds)``, with the device synchronised before and after."""
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     out = fn()
-    _sync(device)
+    synchronize(device)
     return out, time.perf_counter() - t0
 
 
@@ -153,7 +147,6 @@ def measure(tok, cfg: SpeedConfig, device: torch.device) -> dict:
     (with ``at_start_bytes``, what was held when it began: model, inputs, and on the CPU the interpreter)."""
     resolution = cfg.resolution or tok.info.resolution
     x = synthetic_batch(cfg.batch_size, resolution, device)
-    dtype = PRECISIONS[cfg.precision]
     seeded = {"generator": torch.Generator(device).manual_seed(SEED)} if tok.sampling_options else {}
 
     def once():
@@ -161,8 +154,7 @@ def measure(tok, cfg: SpeedConfig, device: torch.device) -> dict:
         _, dec = _timed(lambda: tok.decode(tokens, **seeded), device)
         return enc, dec
 
-    precision = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with torch.inference_mode(), precision:
+    with torch.inference_mode(), autocast(device, cfg.precision):
         for _ in range(cfg.warmup):
             once()
         reset = reset_peak_memory(device)

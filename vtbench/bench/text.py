@@ -35,7 +35,6 @@ engine and cache: word accuracy and CER per font size, and the smallest size fro
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -50,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from .._extras import MissingExtra, require
-from ..common import write_atomic
+from ..common import sha256_bytes, sha256_file, write_atomic
 from . import metric_weights
 from .builtin import LADDER_SIZES
 from .datasets import pixel_hash
@@ -130,11 +129,9 @@ class RapidOCREngine:
         self.reader = rapidocr.RapidOCR(params={
             "Det.model_path": str(det), "Rec.model_path": str(rec), "Global.use_cls": False,
             "Global.log_level": "error"})
-        digest = hashlib.sha256()
-        for path in (det, rec):
-            digest.update(path.read_bytes())
+        digest = sha256_bytes("".join(sha256_file(p) for p in (det, rec)).encode())
         library = f"rapidocr{importlib.metadata.version('rapidocr')}"
-        self.cache_tag = f"{self.name}-v{self.version}-{library}-{det.stem}-{rec.stem}-{digest.hexdigest()[:12]}"
+        self.cache_tag = f"{self.name}-v{self.version}-{library}-{det.stem}-{rec.stem}-{digest[:12]}"
 
     def read(self, images: torch.Tensor) -> list[str]:
         out = []

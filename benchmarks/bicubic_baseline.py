@@ -4,35 +4,32 @@
 
 Reads the reconstruction result files that `vtbench run` wrote (no model is run). For every tokenizer the
 baseline is the `bicubic-*` entry with the most bits per pixel not above the tokenizer's own, so the
-baseline never has more bits. Per metric: the mean of the paired per-image differences (tokenizer minus
-baseline), how many images the tokenizer wins, and the two-sided sign-test p-value of that count.
+baseline never has more bits. Per metric (`vtbench.bench.compare.paired`, as `vtbench compare` reports it):
+the mean of the paired per-image differences (tokenizer minus baseline), how many images the tokenizer wins,
+and the two-sided sign-test p-value of that count.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from scipy.stats import binomtest
-
-from vtbench.bench.results import ResultError, load_results
+from vtbench.bench.compare import paired
+from vtbench.bench.results import ResultError, load_results, read_rows
 
 METRICS = {"psnr": True, "ssim": True, "lpips": False}  # name: higher is better
 
 
 def load(results: Path) -> dict[str, dict]:
-    """name -> {bpp, family, per_image: {id: metrics}} for every reconstruction result under ``results``."""
+    """name -> {bpp, family, rows: per-image rows} for every reconstruction result under ``results``."""
     runs = {}
     for r in load_results(results):
         d = r["dataset"]
         native = d["resolution"] == r["tokenizer"]["resolution"]
         if r["task"] != "reconstruction" or d.get("limit") is not None or not native:
             continue  # the full sample set at the native resolution: --limit and --resolution runs sit beside it
-        lines = (results / r["_path"]).with_name(r["per_image"]).read_text().splitlines()
-        runs[r["tokenizer"]["name"]] = {
-            "bpp": r["metrics"]["bits_per_pixel"]["value"], "family": r["tokenizer"]["family"],
-            "per_image": {row["id"]: row for row in map(json.loads, lines)}}
+        runs[r["tokenizer"]["name"]] = {"bpp": r["metrics"]["bits_per_pixel"]["value"],
+                                        "family": r["tokenizer"]["family"], "rows": read_rows(results / r["_path"])}
     return runs
 
 
@@ -48,13 +45,10 @@ def compare(runs: dict[str, dict]) -> list[str]:
         if not fitting:
             continue
         base = max(fitting, key=lambda b: baselines[b]["bpp"])
-        ids = sorted(run["per_image"].keys() & baselines[base]["per_image"].keys())
         cells = [name, f"{run['bpp']:.4f}", base, f"{baselines[base]['bpp']:.4f}"]
         for metric, higher in METRICS.items():
-            diffs = [run["per_image"][i][metric] - baselines[base]["per_image"][i][metric] for i in ids]
-            wins = sum((d > 0) == higher for d in diffs if d != 0)
-            decided = sum(d != 0 for d in diffs)
-            cells += [f"{sum(diffs) / len(diffs):+.3f}", f"{wins}/{len(ids)}", f"{binomtest(wins, decided).pvalue:.3f}"]
+            s = paired(run["rows"], baselines[base]["rows"], metric, higher)
+            cells += [f"{s.diff:+.3f}", f"{s.wins}/{s.n}", f"{s.p_value:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -70,7 +64,7 @@ def main() -> None:
     if not any(r["family"] == "baseline" for r in runs.values()):
         raise SystemExit(f"no bicubic baseline results under {args.results}: run `vtbench run --tokenizer "
                          "bicubic-f8-4bit,...` first")
-    n = len(next(iter(runs.values()))["per_image"])
+    n = len(next(iter(runs.values()))["rows"])
     print(f"{len(runs)} reconstruction results, {n} images each, from {args.results}\n")
     print("\n".join(compare(runs)))
 

@@ -127,6 +127,7 @@ def test_pfid_at_alpha_zero_equals_rfid_and_a_seed_reproduces_it(tmp_path):
         assert curve[0.0] == rfid  # the pfid task's clean pass is the reconstruction task's rFID
         assert curve[0.5] != curve[0.0]  # the perturbation reached the decoder
         assert pfid["extra"]["alpha"] == 0.5  # 0.1 not swept: the headline is the largest alpha
+        assert pfid["min_count"] == 2048 and 0 <= pfid["ci_low"] <= pfid["ci_high"]  # rFID's interval and minimum
         first[t] = curve
     assert main([a if a != "reconstruction,pfid" else "pfid" for a in args] + ["--overwrite"]) == 0
     for t, curve in first.items():

@@ -210,8 +210,8 @@ def _run(args, say) -> int:
     for spec in specs:  # every name is checked before the first model loads
         parse_spec(spec)
     cfg = RunConfig(batch_size=args.batch_size, limit=args.limit, seed=args.seed, resolution=args.resolution,
-                    save_images=args.save_images, overwrite=args.overwrite, delta=args.delta, alpha=args.alpha,
-                    precision=args.precision, workers=args.workers, verify=args.verify)
+                    save_images=args.save_images, showcase=args.showcase, overwrite=args.overwrite, delta=args.delta,
+                    alpha=args.alpha, precision=args.precision, workers=args.workers, verify=args.verify)
     if args.precision == "fp16" and device.type != "cuda":
         raise RunError("--precision fp16 needs a CUDA device; use bf16 on the CPU")
     out = Path(args.out)
@@ -341,13 +341,26 @@ def _cmd_leaderboard(args) -> int:
     results = Path(args.results)
     out = Path(args.out) if args.out else results / "leaderboards"
     if args.format == "md":
-        paths = leaderboard.write(results, out)
+        paths = leaderboard.write(results, out, [tuple(pair) for pair in args.vs])
     else:
         from .results import write as write_table
 
         paths = [write_table(results, out, args.format)]
     for p in paths:
         print(p)
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .bench.compare import compare_page
+    from .common import write_atomic
+
+    page = compare_page(Path(args.results), args.a, args.b)
+    if args.out:
+        write_atomic(Path(args.out), page)
+        print(args.out)
+    else:
+        print(page, end="")
     return 0
 
 
@@ -420,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "native one)")
     run.add_argument("--out", default="runs", help="results folder (default: ./runs)")
     run.add_argument("--leaderboard", help="where the leaderboard goes (default: <out>/leaderboards)")
+    run.add_argument("--showcase", type=_integer(0), default=2, metavar="N",
+                     help="keep the first N images of each task small beside the result, for the leaderboard's "
+                          "reconstruction grids (default 2; 0: none)")
     run.add_argument("--save-images", type=_integer(0), default=0, metavar="N",
                      help="save the first N reconstructions as PNG")
     run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
@@ -494,7 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--format", choices=("md", "csv", "json"), default="md",
                     help="md: a markdown page per task; csv/json: <out>/results.csv or .json, one row per metric "
                          "value (vtbench.results.load)")
+    lb.add_argument("--vs", nargs=2, action="append", default=[], metavar=("A", "B"),
+                    help="also a page comparing A and B image by image (vs_A__B.md; repeatable; the results "
+                         "folder's vs.txt lists pairs too)")
     lb.set_defaults(func=_cmd_leaderboard)
+
+    cmp = sub.add_parser("compare", help="two tokenizers image by image from result files: paired differences, "
+                                         "bootstrap intervals, sign tests (markdown)")
+    cmp.add_argument("a", metavar="A", help="tokenizer name as in the results (A in the page)")
+    cmp.add_argument("b", metavar="B", help="tokenizer name as in the results (B in the page)")
+    cmp.add_argument("--results", default="runs", help="folder of result files (default: ./runs)")
+    cmp.add_argument("--out", help="write the page to this file instead of printing it")
+    cmp.set_defaults(func=_cmd_compare)
 
     bs = sub.add_parser("bench-speed", help="encode/decode images per second and peak memory on this machine")
     bs.add_argument("--tokenizer", required=True, help="name[:weights], comma-separated (name:random for any "

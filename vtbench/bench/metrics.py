@@ -70,6 +70,7 @@ class MetricValue:
     extra: dict = field(default_factory=dict)  # structured detail (e.g. a sweep), kept in the result file
     ci_low: float | None = None  # 95% interval (`intervals`), where the metric has one
     ci_high: float | None = None
+    min_count: int = 0  # below this many images (``count``) the value must not be ranked
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -111,10 +112,11 @@ class Metric(torchmetrics.Metric):
     def _compute(self) -> dict[str, MetricValue]:
         raise NotImplementedError
 
-    def _value(self, key: str, value: float | None, count: int, note: str = "",
-               extra: dict | None = None) -> MetricValue:
+    def _value(self, key: str, value: float | None, count: int, note: str = "", extra: dict | None = None,
+               **fields) -> MetricValue:
+        """The `MetricValue` of output ``key``; ``fields``: its other fields (``min_count``, the interval)."""
         hib, unit = self.outputs[key]
-        return MetricValue(value, hib, self.implementation, unit, count, note=note, extra=extra or {})
+        return MetricValue(value, hib, self.implementation, unit, count, note=note, extra=extra or {}, **fields)
 
 
 def f64(*shape: int) -> torch.Tensor:

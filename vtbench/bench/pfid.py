@@ -16,7 +16,8 @@ the image's position in the sample list, so a seed reproduces the value exactly 
 batched or split over processes. Every ``alpha`` of the sweep is reported as a curve; the headline ``pfid``
 is the value at ``alpha = 0.1`` (or the largest alpha swept when 0.1 is not). Multi-scale tokenizers also
 get a per-scale sensitivity report: pFID with only scale k perturbed, at the headline alpha. The originals'
-features are accumulated once and their covariance square root computed once for the whole sweep.
+features are accumulated once and their covariance square root computed once for the whole sweep. The headline
+carries rFID's 95% interval (`perceptual.fid_interval`, a bootstrap over images) and minimum count.
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ from torch import nn
 from ..tokenizers.tokens import Tokens
 from .metrics import EvalBatch, Metric, to_uint8
 from .networks import inception_network
-from .perceptual import FeatureCache, FeatureStats, Reference, fid, real_features
+from .perceptual import (
+    FID_STABLE_N,
+    FeatureCache,
+    FeatureStats,
+    Reference,
+    fid,
+    fid_interval,
+    real_features,
+    with_interval,
+)
 from .perturbation import perturb, perturb_continuous
 
 HEADLINE_ALPHA = 0.1
@@ -42,7 +52,7 @@ def image_generators(seed: int, index: torch.Tensor, device: torch.device) -> li
 
 class PFID(Metric):
     name = "pfid"
-    version = 3  # v3: per-image generators (v2: one generator consumed batch by batch)
+    version = 4  # v4: the headline's 95% interval and min_count (v3: per-image generators)
     description = "reconstruction FID after perturbing a fraction alpha of tokens to near neighbours"
     outputs = {"pfid": (False, "")}
 
@@ -53,7 +63,8 @@ class PFID(Metric):
         self.headline = HEADLINE_ALPHA if HEADLINE_ALPHA in self.alphas else max(self.alphas)
         self.delta, self.seed, self.cache = delta, seed, cache or FeatureCache()
         self.implementation = (f"vtbench pFID: tokens replaced with probability alpha by a uniform draw among "
-                               f"their delta={delta} nearest codes, then rFID; seed {seed}, per-image draws")
+                               f"their delta={delta} nearest codes, then rFID; seed {seed}, per-image draws; 95% "
+                               "interval at the headline alpha: rFID's basic bootstrap over images")
         self.real = FeatureStats()
         self.fakes = nn.ModuleList(FeatureStats() for _ in self.alphas)
         #: multi-scale tokenizers: one set per scale, only that scale perturbed at the headline alpha
@@ -96,4 +107,7 @@ class PFID(Metric):
             extra["per_scale"] = [{"scale": k, "pfid": fid(real, f.compute(), reference)[0]}
                                   for k, f in enumerate(self.per_scale)]
         note = f"alpha={self.headline:g}, delta={self.delta}; FID on {head['count']} images (see rfid's caveat)"
-        return {"pfid": self._value("pfid", head["pfid"], head["count"], note, extra)}
+        interval = (fid_interval(real, self.fakes[self.alphas.index(self.headline)].compute())
+                    if head["pfid"] is not None else None)
+        return {"pfid": with_interval(self._value("pfid", head["pfid"], head["count"], note, extra,
+                                                   min_count=FID_STABLE_N), interval)}

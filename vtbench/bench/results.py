@@ -102,6 +102,7 @@ def identity(result: dict, settings: Iterable[str]) -> dict:
               "metric versions": versions["metrics"], "subset": d["subset"], "limit": d["limit"],
               "resolution": d["resolution"], "decoding options": result["tokenizer"].get("sampling", {}),
               "precision": result["config"].get("precision", "fp32"),
+              "showcase images": result["config"].get("showcase", 0),
               **{s: result["config"][s] for s in settings}}
     return json.loads(json.dumps(fields))
 
@@ -131,6 +132,10 @@ def stored_result(path: Path, planned: dict, settings: Iterable[str], fingerprin
     rows = rows_path(path)
     if not rows.is_file() or sha256_file(rows) != old.get("per_image_sha256"):
         return None, f"its per-image rows {rows.name} are missing or are not the ones it was written with"
+    shown = old.get("showcase")
+    if shown and not all((path.parent / shown[f]).is_file() and sha256_file(path.parent / shown[f]) == shown[h]
+                         for f, h in (("file", "sha256"), ("originals", "originals_sha256"))):
+        return None, "its showcase images are missing or are not the ones it was written with"
     new_fingerprint = fingerprint()
     if old["dataset"]["fingerprint"] != new_fingerprint:
         return None, _difference("dataset fingerprint", old["dataset"]["fingerprint"][:16], new_fingerprint[:16])

@@ -25,7 +25,7 @@ from ..common import sha256_bytes, write_atomic
 from ..errors import VtbenchError
 from ..pretokenize import class_labels
 from ..tokenizers import Tokenizer
-from . import metric_weights
+from . import metric_weights, showcase
 from .datasets import Dataset, Fingerprint, FolderDataset, Sample, Skipped, batches
 from .metrics import EvalBatch, Metric, to_uint8
 from .results import SCHEMA, environment, git_commit, identity, result_path, sample_key, stored_result, write_result
@@ -43,6 +43,7 @@ class RunConfig:
     seed: int = 0
     resolution: int | None = None  # None: the tokenizer's native resolution
     save_images: int = 0
+    showcase: int = 2  # the first N images kept small beside the result, for the leaderboard's grids (`showcase`)
     overwrite: bool = False
     alpha: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)  # pFID sweep
     delta: int = 100  # pFID neighbourhood size
@@ -53,13 +54,13 @@ class RunConfig:
     def __post_init__(self):
         wrong = {"batch_size": self.batch_size < 1, "limit": self.limit is not None and self.limit < 1,
                  "resolution": self.resolution is not None and self.resolution < 1, "delta": self.delta < 2,
-                 "save_images": self.save_images < 0, "workers": self.workers < 0,
+                 "save_images": self.save_images < 0, "showcase": self.showcase < 0, "workers": self.workers < 0,
                  "precision": self.precision not in PRECISIONS,
                  "alpha": not self.alpha or not all(0 <= a <= 1 for a in self.alpha)}
         if any(wrong.values()):
             raise RunError("RunConfig: " + ", ".join(f"{k}={getattr(self, k)!r}" for k, bad in wrong.items() if bad)
-                           + " out of range (batch_size, limit, resolution >= 1; delta >= 2; save_images >= 0; "
-                           "alpha: fractions in [0, 1])")
+                           + " out of range (batch_size, limit, resolution >= 1; delta >= 2; save_images, "
+                           "showcase >= 0; alpha: fractions in [0, 1])")
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -308,8 +309,8 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
         warnings.warn(f"recomputing {path}: {reason}", stacklevel=2)
 
     shard = _Shard(out, path, result, task.settings, samples, cfg.batch_size)
-    saved = shard.load(metrics) or {"done": 0, "rows": [], "digests": {}, "skipped": {}, "elapsed": 0.0}
-    rows, fp, late_skips = saved["rows"], Fingerprint(), saved["skipped"]
+    saved = shard.load(metrics) or {"done": 0, "rows": [], "digests": {}, "skipped": {}, "shown": {}, "elapsed": 0.0}
+    rows, fp, late_skips, shown = saved["rows"], Fingerprint(), saved["skipped"], saved["shown"]
     fp.digests.update(saved["digests"])
     torch.manual_seed(cfg.seed)
     image_dir = path.parent / "images" / path.name[: -len(".json")]
@@ -346,6 +347,8 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
                       **{k: col[i] for k, col in columns.items()}, **({"text": meta["text"]} if "text" in meta else {})}
                      for i, (pos, sid, meta) in enumerate(zip(index, batch.ids, batch.meta))]
             fp.update(batch, index)
+            shown.update({pos: (sid, batch.images[i].clone(), recon[i].cpu())
+                          for i, (pos, sid) in enumerate(zip(index, batch.ids)) if pos < cfg.showcase})
             if shard.rank == 0:
                 saved_images = len(rows) - len(batch.ids)
                 _save_images(image_dir, batch.images, recon.cpu(), batch.ids, cfg.save_images - saved_images)
@@ -357,18 +360,19 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
                              if (nums := [v for v in col if isinstance(v, (int, float))])})
             if time.perf_counter() - last_save > CHECKPOINT_EVERY_S:
                 shard.save(metrics, {"done": done, "rows": rows, "digests": fp.digests, "skipped": late_skips,
-                                     "elapsed": time.perf_counter() - started})
+                                     "shown": shown, "elapsed": time.perf_counter() - started})
                 last_save = time.perf_counter()
     bar.close()
     late_skips.update({position[s.id]: asdict(s) for s in pending})
     shard.save(metrics, {"done": len(shard.samples), "rows": rows, "digests": fp.digests, "skipped": late_skips,
-                         "elapsed": time.perf_counter() - started})
+                         "shown": shown, "elapsed": time.perf_counter() - started})
 
-    parts = distributed.gather((rows, fp.digests, late_skips))
+    parts = distributed.gather((rows, fp.digests, late_skips, shown))
     rows = sorted((r for p in parts for r in p[0]), key=lambda r: r.pop("_index") if "_index" in r else 0)
     for p in parts:
         fp.digests.update(p[1])
     late = {pos: s for p in parts for pos, s in p[2].items()}
+    shown = {pos: s for p in parts for pos, s in p[3].items()}
     skipped = skipped + [Skipped(**late[pos]) for pos in sorted(late)]
     if not rows:
         shard.remove()
@@ -385,6 +389,9 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     result["metrics"] = values
     result["timings"] = {"total_s": round(time.perf_counter() - started, 3)}
     if shard.rank == 0:
+        if shown:
+            ids, originals, recons = zip(*(shown[pos] for pos in sorted(shown)))
+            result["showcase"] = showcase.write(path, list(ids), torch.stack(originals), torch.stack(recons))
         write_result(path, result, rows)
         remember_fingerprint(samples, resolution, result["dataset"]["fingerprint"])
     distributed.barrier()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -72,6 +72,8 @@ class LoadedWeights:
     sha256: str | None = None  # one file: its hash; several: the hashes joined with '+', by role order
     path: str | None = None
     published: bool = True  # False: a user's own checkpoint (weights=PATH), not the entry's released file
+    #: the figures the authors report for these weights (`Checkpoint.published`); empty for a user's file
+    figures: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, TokenizerEntry] = {}
@@ -195,7 +197,8 @@ def load_tokenizer(spec: str, device: str | torch.device = "cpu", *,
         sha = "+".join(h for _, h in resolved.values())
         if weights is not None:
             tag = f"file-{sha[:12]}"
-        record = LoadedWeights(tag, checkpoint.describe(), sha, origin, published=weights is None)
+        record = LoadedWeights(tag, checkpoint.describe(), sha, origin, published=weights is None,
+                               figures=dict(checkpoint.published) if weights is None else {})
     model.loaded_weights = record
     model.registry_name = entry.name
     model.label = entry.name if tag == entry.default_weights and weights is None else f"{entry.name}:{tag}"

@@ -22,9 +22,9 @@ pd = pytest.importorskip("pandas")
 
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards" / "results"
 REQUIRED = ("tokenizer", "registry_name", "weights_tag", "weights_sha256", "random_weights", "dataset", "subset",
-            "resolution", "limit", "task", "metric", "value", "unit", "higher_is_better", "count", "available",
-            "reason", "note", "interval_low", "interval_high", "task_version", "metric_version", "vtbench_version",
-            "git_commit", "created", "precision", "world_size", "path")
+            "resolution", "limit", "task", "metric", "value", "unit", "higher_is_better", "count", "min_count",
+            "available", "reason", "note", "interval_low", "interval_high", "task_version", "metric_version",
+            "vtbench_version", "git_commit", "created", "precision", "world_size", "path")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,7 @@ def test_every_metric_of_every_result_is_one_row_with_its_values(runs):
                         **{k: m[k] for k in ("value", "unit", "higher_is_better", "count", "available", "reason",
                                              "note", "implementation")},
                         "interval_low": m.get("ci_low"), "interval_high": m.get("ci_high"),
+                        "min_count": m.get("min_count", 0),
                         "task_version": r["versions"]["task"],
                         "metric_version": version(r, name),
                         **{k: r[k] for k in ("vtbench_version", "git_commit", "created")},

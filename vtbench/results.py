@@ -18,9 +18,9 @@ from .common import write_atomic
 #: what `write` can make (``md``, the leaderboard pages, is `vtbench.bench.leaderboard.write`)
 FORMATS = ("csv", "json")
 #: column dtypes of `load`'s frame (the others are inferred: text, and bool for random_weights)
-DTYPES = {"resolution": "Int64", "limit": "Int64", "num_samples": "Int64", "count": "Int64", "task_version": "Int64",
-          "metric_version": "Int64", "world_size": "Int64", "value": "float64", "interval_low": "float64",
-          "interval_high": "float64", "higher_is_better": "boolean", "available": "boolean"}
+DTYPES = {"resolution": "Int64", "limit": "Int64", "num_samples": "Int64", "count": "Int64", "min_count": "Int64",
+          "task_version": "Int64", "metric_version": "Int64", "world_size": "Int64", "value": "float64",
+          "interval_low": "float64", "interval_high": "float64", "higher_is_better": "boolean", "available": "boolean"}
 
 
 def _pandas():

@@ -32,6 +32,7 @@ TOKEN_STATS = {"codebook_usage", "token_entropy", "token_perplexity", "marginal_
 HIDDEN = {"encode_images_per_s", "decode_images_per_s", "bits_per_pixel", "tokens_per_image", "wer",
           "word_accuracy_nocase", "ocr_baseline_cer", "ocr_baseline_word_accuracy", "ocr_baseline_legible_from_px",
           *TOKEN_STATS}
+ARROWS = {True: " ↑", False: " ↓", None: ""}  # the better direction, after a metric's name
 #: the metrics read off the JPEG curve at each tokenizer's bits per pixel (`_jpeg_columns`)
 AT_JPEG = ("psnr", "lpips")
 #: shown once under a table: the same for every row (a property of the data and the OCR engine)
@@ -130,11 +131,8 @@ def _table(results: list[dict], codecs: list[dict] = ()) -> list[str]:
     jpeg = {k: c for k in AT_JPEG if k in metric_names
             and len(c := plots.rate_distortion(codecs, k).get("JPEG", [])) >= 2}
 
-    def arrow(k):
-        return {True: " ↑", False: " ↓", None: ""}[direction[k]]
-
-    header = (["Tokenizer", "Family", "Type", "Tokens", "Vocab", "bpp"] + [f"{k}{arrow(k)}" for k in metric_names]
-              + [f"JPEG {k} at bpp" for k in jpeg])
+    header = (["Tokenizer", "Family", "Type", "Tokens", "Vocab", "bpp"]
+              + [f"{k}{ARROWS[direction[k]]}" for k in metric_names] + [f"JPEG {k} at bpp" for k in jpeg])
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * 2 + ["---"] + ["---:"] * (len(header) - 3)) + "|"]
     for r in sorted(results, key=_row_order):
@@ -166,10 +164,11 @@ def _qualities(codecs: list[dict], codec: str) -> str:
 
 
 def _codec_table(codecs: list[dict]) -> list[str]:
-    """The classical codecs at each quality: bits per pixel and the image metrics (no token statistics)."""
-    names = [k for k in _metric_names(codecs) if k in PREFERRED[:3] + ("gmsd", "cer", "word_accuracy", "kid")]
+    """The classical codecs at each quality: bits per pixel and the metrics of the tokenizers' table (no token
+    statistics: their tokens are file bytes)."""
+    names = _metric_names(codecs)
     direction = _directions(codecs, names)
-    lines = ["| Codec | Quality | bpp | " + " | ".join(f"{k}{' ↑' if direction[k] else ' ↓'}" for k in names) + " |",
+    lines = ["| Codec | Quality | bpp | " + " | ".join(f"{k}{ARROWS[direction[k]]}" for k in names) + " |",
              "|---|---:|---:|" + "---:|" * len(names)]
     for r in sorted(codecs, key=lambda r: (r["tokenizer"]["codec"], r["tokenizer"]["quality"])):
         tok, m = r["tokenizer"], r["metrics"]
@@ -326,8 +325,8 @@ def _figures(key: tuple, rs: list[dict]) -> dict[str, str]:
         "grid": any(r.get("showcase") and not _is_codec(r) for r in rs),  # codecs join a grid, never make one
         "pfid": any("curve" in (r["metrics"].get("pfid", {}).get("extra") or {}) for r in rs),
         "legibility": any("curve" in (r["metrics"].get("legible_from_px", {}).get("extra") or {}) for r in rs)}
-    # the pFID plot keeps its earlier name, <task>_<dataset>_...
-    return {plots.plot_name(task if kind == "pfid" else f"{kind}_{task}", dataset, resolution, fp): kind
+    # <kind>_<task>_<dataset>_..., or <task>_<dataset>_... for the task's own figure (pfid, legibility)
+    return {plots.plot_name(task if kind == task else f"{kind}_{task}", dataset, resolution, fp): kind
             for kind, want in wanted.items() if want}
 
 

@@ -33,6 +33,7 @@ import torch
 
 from ..common import sha256_bytes, sha256_file, write_atomic
 from ..errors import VtbenchError
+from . import showcase
 
 SCHEMA = "vtbench.result/2"
 
@@ -132,10 +133,8 @@ def stored_result(path: Path, planned: dict, settings: Iterable[str], fingerprin
     rows = rows_path(path)
     if not rows.is_file() or sha256_file(rows) != old.get("per_image_sha256"):
         return None, f"its per-image rows {rows.name} are missing or are not the ones it was written with"
-    shown = old.get("showcase")
-    if shown and not all((path.parent / shown[f]).is_file() and sha256_file(path.parent / shown[f]) == shown[h]
-                         for f, h in (("file", "sha256"), ("originals", "originals_sha256"))):
-        return None, "its showcase images are missing or are not the ones it was written with"
+    if why := showcase.stale(path, old.get("showcase")):
+        return None, why
     new_fingerprint = fingerprint()
     if old["dataset"]["fingerprint"] != new_fingerprint:
         return None, _difference("dataset fingerprint", old["dataset"]["fingerprint"][:16], new_fingerprint[:16])
@@ -182,7 +181,7 @@ def load_results(folder: Path) -> list[dict]:
 #: the fields of a `metric_records` record, in order
 METRIC_COLUMNS = ("tokenizer", "registry_name", "weights_tag", "weights_sha256", "random_weights", "family",
                   "dataset", "subset", "resolution", "limit", "num_samples", "fingerprint", "task", "metric", "value",
-                  "unit", "higher_is_better", "count", "available", "reason", "note", "interval_low",
+                  "unit", "higher_is_better", "count", "min_count", "available", "reason", "note", "interval_low",
                   "interval_high", "implementation", "task_version", "metric_version", "vtbench_version",
                   "git_commit", "created", "precision", "world_size", "path")
 
@@ -237,6 +236,7 @@ def metric_records(results: list[dict]) -> list[dict]:
             low, high = interval(m)
             rec = {**base, "metric": name, "value": m.get("value"), "unit": m.get("unit", ""),
                    "higher_is_better": m.get("higher_is_better"), "count": m.get("count"),
+                   "min_count": m.get("min_count", 0),
                    "available": m.get("available", True), "reason": m.get("reason", ""), "note": m.get("note", ""),
                    "interval_low": low, "interval_high": high, "implementation": m.get("implementation", ""),
                    "task_version": versions.get("task"),

@@ -316,6 +316,7 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
     image_dir = path.parent / "images" / path.name[: -len(".json")]
     started, last_save = time.perf_counter() - saved["elapsed"], time.perf_counter()
     todo = shard.samples[saved["done"]:]
+    shown_count = cfg.showcase if task.showcase else 0
     bar = tqdm(total=len(samples), initial=saved["done"] * shard.world, desc=f"{tok.label} | {task.name}",
                unit="img", disable=not progress or shard.rank != 0, leave=False)
     pending: list[Skipped] = []  # files that fail to decode, reported by `batches`
@@ -348,7 +349,7 @@ def evaluate(tok: Tokenizer, dataset: Dataset, task: Task, out: Path, cfg: RunCo
                      for i, (pos, sid, meta) in enumerate(zip(index, batch.ids, batch.meta))]
             fp.update(batch, index)
             shown.update({pos: (sid, batch.images[i].clone(), recon[i].cpu())
-                          for i, (pos, sid) in enumerate(zip(index, batch.ids)) if pos < cfg.showcase})
+                          for i, (pos, sid) in enumerate(zip(index, batch.ids)) if pos < shown_count})
             if shard.rank == 0:
                 saved_images = len(rows) - len(batch.ids)
                 _save_images(image_dir, batch.images, recon.cpu(), batch.ids, cfg.save_images - saved_images)

@@ -24,6 +24,8 @@ class Task:
     #: the `RunConfig` fields its values depend on besides the sample set: a stored result made with
     #: other values of these is recomputed
     settings: tuple[str, ...] = ("seed",)
+    #: False: its reconstructions repeat another task's (pFID decodes the same photos): keep no showcase
+    showcase: bool = True
 
 
 def _common(layout) -> list[Metric]:
@@ -41,7 +43,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                                                      num_scales=len(layout.scale_shapes)),
                                                 TokenStats(layout.vocab_sizes)],
          "pFID: rFID after perturbing a fraction alpha of tokens to near neighbours (sweep over alpha)",
-         settings=("seed", "alpha", "delta")),
+         settings=("seed", "alpha", "delta"), showcase=False),
     Task("legibility", "ladder", lambda cfg, layout: [Legibility(), TokenStats(layout.vocab_sizes), Throughput()],
          "font-size ladder (8-96 px): OCR word accuracy and CER per size, smallest legible size (legible_from_px)"),
 )}

@@ -192,10 +192,10 @@ def test_no_showcase_when_asked_for_none(tmp_path):
 
 
 def test_committed_figures_stay_within_the_size_budget():
-    """Committed leaderboards: each grid within 600 kB, all figures within 3 MB, strips within 40 kB each."""
+    """Committed leaderboards: each grid within 700 kB, all figures within 3 MB, strips within 40 kB each."""
     boards = ROOT / "leaderboards"
     grids = list(boards.glob("grid_*.png"))
-    assert all(p.stat().st_size <= 600_000 for p in grids), [(p.name, p.stat().st_size) for p in grids]
+    assert all(p.stat().st_size <= 700_000 for p in grids), [(p.name, p.stat().st_size) for p in grids]
     assert sum(p.stat().st_size for p in boards.glob("*.png")) <= 3_000_000
     strips = list((boards / "results").rglob("*.webp"))
     assert all(p.stat().st_size <= 40_000 for p in strips), max((p.stat().st_size, p.name) for p in strips)

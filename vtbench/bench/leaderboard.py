@@ -177,7 +177,7 @@ def _codec_table(codecs: list[dict]) -> list[str]:
         lines.append("| " + " | ".join(cells + [_cell(m[k], False) if k in m else "" for k in names]) + " |")
     how = sorted({re.sub(r",? quality \d+", "", r["tokenizer"].get("notes", "").split(";")[0]) for r in codecs})
     return lines + ["", "Bits per pixel: the encoded file's bytes, headers included. " + " ".join(
-        f"{h}." for h in how if h)]
+        f"{h[0].upper()}{h[1:]}." for h in how if h)]
 
 
 def _token_table(results: list[dict]) -> list[str]:

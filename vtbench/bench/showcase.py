@@ -100,7 +100,10 @@ def _cell(strip_: np.ndarray, i: int, label: str, outline: tuple[float, float, f
     pixels), the magnified crop."""
     x = i * (VIEW + CROP)
     cell = Image.new("RGB", (VIEW, LABEL + VIEW + CROP * ZOOM), "white")
-    ImageDraw.Draw(cell).text((1, 0), label[:16], fill="black")
+    draw = ImageDraw.Draw(cell)
+    while len(label) > 1 and draw.textlength(label) > VIEW - 2:  # a long name loses its end, marked "~"
+        label = label[:-2] + "~"
+    draw.text((1, 0), label, fill="black")
     view = Image.fromarray(strip_[:, x:x + VIEW])
     if outline is not None:
         top, left, side = outline

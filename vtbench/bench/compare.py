@@ -2,7 +2,7 @@
 
 Within each sample set both were evaluated on (task, dataset, resolution, ``--limit``, dataset fingerprint:
 results on different images are never paired), per metric: images are matched by ``id``, the mean of the
-per-image differences A - B gets a 95% percentile-bootstrap interval (`intervals.bootstrap_mean`), and the
+per-image differences A - B gets a 95% bootstrap interval (`intervals.bootstrap_mean`), and the
 images A wins and loses get a two-sided sign test.
 """
 

@@ -4,8 +4,11 @@ The images of a result are resampled with replacement by a generator seeded with
 With the per-image values or features in sample order, an interval is then a pure function of them: the same in
 one process or several, and in a resumed run.
 
-- Means of per-image values (`bootstrap_mean`): the percentile interval, the 2.5th and 97.5th percentiles of
-  ``RESAMPLES`` resampled means. The mean is unbiased and its bootstrap distribution is centred on it.
+- Means of per-image values (`bootstrap_mean`): the expanded percentile interval (Hesterberg 2015), percentiles
+  of ``RESAMPLES`` resampled means at tails widened for the sample size: the plain percentile interval is too
+  narrow on a dozen images (the resampled means spread like a variance divided by n, not n - 1, and with normal,
+  not Student-t, tails), covering a normal mean 91% of the time at n = 11 and 94% at n = 30 (95% nominal); the
+  expanded one 95% at both (3000 simulated sets each; skewed lognormal values: 85% -> 89% at n = 11).
 - Statistics that are biased at the sample sizes used (FID, KID on paired originals and reconstructions): the
   basic (pivotal) interval, `basic`. A resample repeats images (about 63% distinct), which shifts such a statistic
   (FID rises as the distinct images fall), so its replicates are not centred on the estimate and their percentiles
@@ -18,7 +21,9 @@ one process or several, and in a resumed run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from statistics import NormalDist
 
 import numpy as np
 
@@ -50,14 +55,23 @@ def _percentiles(replicates: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def expanded_level(n: int, level: float = LEVEL) -> float:
+    """The percentile level whose normal tails match Student's t at ``n - 1`` degrees of freedom, scaled by
+    sqrt(n / (n - 1)): the expanded percentile interval's correction for ``n`` values."""
+    from scipy.stats import t as student  # here: scipy comes with the bench extra, which the metrics need
+
+    z = math.sqrt(n / (n - 1)) * student.ppf(1 - (1 - level) / 2, n - 1)
+    return 1 - 2 * NormalDist().cdf(-z)
+
+
 def bootstrap_mean(values: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED,
                    level: float = LEVEL) -> tuple[float, float] | None:
-    """(low, high) of the ``level`` percentile-bootstrap interval of the mean; None below 2 values."""
+    """(low, high) of the ``level`` expanded-percentile bootstrap interval of the mean; None below 2 values."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
         return None
-    return _percentiles(np.concatenate([values[idx].mean(1) for idx in resample_indices(len(values), resamples, seed)]),
-                        level)
+    means = np.concatenate([values[idx].mean(1) for idx in resample_indices(len(values), resamples, seed)])
+    return _percentiles(means, expanded_level(len(values), level))
 
 
 def basic(estimate: float, plugin: float, replicates: np.ndarray, level: float = LEVEL) -> tuple[float, float]:

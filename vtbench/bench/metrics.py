@@ -130,7 +130,7 @@ class MeanMetric(Metric):
 
     higher_is_better: bool | None = True
     unit = ""
-    version = 2  # v2: the interval
+    version = 3  # v2: the interval; v3: the expanded percentile interval (wider on few images)
 
     def __init__(self):
         super().__init__()

@@ -59,7 +59,7 @@ def test_result_records_versions_sample_set_and_its_rows(tmp_path, monkeypatch):
     result, path = _evaluate(tmp_path, task=replace(FAST, version=3))
     assert path.name == "reconstruction.32px.first2.json" and json.loads(path.read_text()) == result
     assert result["schema"] == SCHEMA == "vtbench.result/2"
-    assert result["versions"] == {"task": 3, "metrics": {"psnr": 2, "ssim": 4}}
+    assert result["versions"] == {"task": 3, "metrics": {"psnr": PSNR.version, "ssim": 4}}
     assert result["dataset"]["limit"] == 2 and result["dataset"]["num_samples"] == 2
     assert result["per_image"] == rows_path(path).name
     assert result["per_image_sha256"] == sha256_file(rows_path(path))
@@ -73,7 +73,7 @@ def test_unchanged_run_reuses_its_result(tmp_path):
 
 
 @pytest.mark.parametrize("change, said", [
-    ("metric version", 'metric versions {"psnr": 2} -> {"psnr": 3}'),
+    ("metric version", f'metric versions {{"psnr": {PSNR.version}}} -> {{"psnr": {PSNR.version + 1}}}'),
     ("task version", "task version 1 -> 2"),
     ("seed", "seed 0 -> 1"),
     ("setting the task depends on", "alpha [0.5] -> [0.25]"),
@@ -86,7 +86,7 @@ def test_a_result_that_no_longer_stands_is_recomputed_saying_why(tmp_path, monke
     first, path = _evaluate(tmp_path, task=task, alpha=(0.5,))
     kw = {"task": task, "alpha": (0.5,)}
     if change == "metric version":
-        monkeypatch.setattr(PSNR, "version", 3)
+        monkeypatch.setattr(PSNR, "version", PSNR.version + 1)
     elif change == "task version":
         kw["task"] = replace(task, version=2)
     elif change == "seed":

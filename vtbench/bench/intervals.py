@@ -7,8 +7,8 @@ one process or several, and in a resumed run.
 - Means of per-image values (`bootstrap_mean`): the expanded percentile interval (Hesterberg 2015), percentiles
   of ``RESAMPLES`` resampled means at tails widened for the sample size: the plain percentile interval is too
   narrow on a dozen images (the resampled means spread like a variance divided by n, not n - 1, and with normal,
-  not Student-t, tails), covering a normal mean 91% of the time at n = 11 and 94% at n = 30 (95% nominal); the
-  expanded one 95% at both (3000 simulated sets each; skewed lognormal values: 85% -> 89% at n = 11).
+  not Student-t, tails), covering a normal mean 90-91% of the time at n = 11 and 94% at n = 30 (95% nominal);
+  the expanded one 94-95% at both (2000-3000 simulated sets; skewed lognormal values: 85% -> 89% at n = 11).
 - Statistics that are biased at the sample sizes used (FID, KID on paired originals and reconstructions): the
   basic (pivotal) interval, `basic`. A resample repeats images (about 63% distinct), which shifts such a statistic
   (FID rises as the distinct images fall), so its replicates are not centred on the estimate and their percentiles

@@ -17,7 +17,7 @@ from scipy.stats import binomtest
 
 from ..errors import VtbenchError
 from .intervals import RESAMPLES, SEED, bootstrap_mean
-from .leaderboard import PREFERRED, _fmt, _headings, _sample_sets
+from .leaderboard import _fmt, _headings, _sample_sets, metric_order
 from .results import ResultError, load_results, read_rows, rows_path
 
 #: rows of the per-image table, and image ids listed at most in a note
@@ -95,10 +95,6 @@ def _explanation(a: str, b: str) -> str:
             "(ties dropped). ↑ higher is better, ↓ lower is better.")
 
 
-def _metric_order(name: str) -> tuple:
-    return PREFERRED.index(name) if name in PREFERRED else len(PREFERRED), name
-
-
 def _rows(results_dir: Path, r: dict) -> list[dict]:
     try:
         return read_rows(results_dir / r["_path"])
@@ -110,7 +106,7 @@ def _directions(ra: dict, rb: dict, rows_a: list[dict], rows_b: list[dict]) -> d
     """Metric -> higher is better, for the numeric per-image metrics of both rows files with a known direction."""
     numeric = [{k for r in rows for k, v in r.items() if k != "id" and _is_number(v)} for rows in (rows_a, rows_b)]
     out = {}
-    for k in sorted(numeric[0] & numeric[1] & ra["metrics"].keys() & rb["metrics"].keys(), key=_metric_order):
+    for k in sorted(numeric[0] & numeric[1] & ra["metrics"].keys() & rb["metrics"].keys(), key=metric_order):
         seen = {ra["metrics"][k].get("higher_is_better"), rb["metrics"][k].get("higher_is_better")}
         if len(seen) > 1:
             raise CompareError(f"metric {k!r} has conflicting directions in {ra['_path']} and {rb['_path']}")

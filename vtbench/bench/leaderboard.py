@@ -82,9 +82,13 @@ def _is_codec(r: dict) -> bool:
     return bool(r["tokenizer"].get("codec"))
 
 
+def metric_order(name: str) -> tuple:
+    """Sort key of metric columns: `PREFERRED` first, in its order, then the others alphabetically."""
+    return PREFERRED.index(name) if name in PREFERRED else len(PREFERRED), name
+
+
 def _metric_names(results: list[dict]) -> list[str]:
-    return sorted({k for r in results for k in r["metrics"] if k not in HIDDEN},
-                  key=lambda k: (PREFERRED.index(k) if k in PREFERRED else len(PREFERRED), k))
+    return sorted({k for r in results for k in r["metrics"] if k not in HIDDEN}, key=metric_order)
 
 
 def _directions(results: list[dict], names: list[str]) -> dict[str, bool | None]:

@@ -98,16 +98,15 @@ class PFID(Metric):
     def _compute(self):
         real = self.real.compute()
         reference = Reference(real.mu, real.sigma)
-        curve = []
-        for a, fake in zip(self.alphas, self.fakes):
-            curve.append({"alpha": a, "pfid": fid(real, fake.compute(), reference)[0], "count": real.n})
-        head = next(c for c in curve if c["alpha"] == self.headline)
+        fakes = [f.compute() for f in self.fakes]
+        curve = [{"alpha": a, "pfid": fid(real, fake, reference)[0], "count": real.n}
+                 for a, fake in zip(self.alphas, fakes)]
+        head = curve[self.alphas.index(self.headline)]
         extra = {"alpha": self.headline, "delta": self.delta, "seed": self.seed, "curve": curve}
         if len(self.per_scale):
             extra["per_scale"] = [{"scale": k, "pfid": fid(real, f.compute(), reference)[0]}
                                   for k, f in enumerate(self.per_scale)]
         note = f"alpha={self.headline:g}, delta={self.delta}; FID on {head['count']} images (see rfid's caveat)"
-        interval = (fid_interval(real, self.fakes[self.alphas.index(self.headline)].compute())
-                    if head["pfid"] is not None else None)
+        interval = fid_interval(real, fakes[self.alphas.index(self.headline)]) if head["pfid"] is not None else None
         return {"pfid": with_interval(self._value("pfid", head["pfid"], head["count"], note, extra,
                                                    min_count=FID_STABLE_N), interval)}

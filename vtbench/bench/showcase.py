@@ -37,9 +37,10 @@ def crop_box(original: torch.Tensor, size: int = CROP) -> tuple[int, int]:
     energy[:, 1:] += (g[:, 1:] - g[:, :-1]) ** 2
     energy[1:, :] += (g[1:, :] - g[:-1, :]) ** 2
     size = min(size, *g.shape)
-    window = F.avg_pool2d(energy[None, None], size, stride=max(1, size // 4))[0, 0]
+    step = max(1, size // 4)
+    window = F.avg_pool2d(energy[None, None], size, stride=step)[0, 0]
     row, col = divmod(int(window.argmax()), window.shape[1])
-    return row * max(1, size // 4), col * max(1, size // 4)
+    return row * step, col * step
 
 
 def strip(images: torch.Tensor, boxes: list[tuple[int, int]]) -> np.ndarray:
